@@ -1,0 +1,252 @@
+//! Socket activation: adopting the descriptors systemd (or inetd) hands over,
+//! and asking each socket what it is (`SO_ACCEPTCONN`, `SO_TYPE`, family),
+//! the way `QTcpSocket::setSocketDescriptor()` adopts one. Without inherited
+//! sockets, binding `--listen` addresses also lives here.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
+use nix::sys::stat::{SFlag, fstat};
+
+use crate::sockets::{Family, Listener, Stream};
+
+/// What systemd handed over, once every descriptor has been asked.
+#[derive(Debug)]
+pub enum Activation {
+    /// `Accept=no`, or our own `--listen` sockets: accept and serve many.
+    Listening {
+        listeners: Vec<Named<Listener>>,
+        datagrams: Vec<Named<UdpSocket>>,
+    },
+    /// `Accept=yes` or inetd: one connection, then exit.
+    Connected(Stream),
+}
+
+/// A socket with its `FileDescriptorName=` (systemd's `LISTEN_FDNAMES`).
+#[derive(Debug)]
+pub struct Named<T> {
+    pub socket: T,
+    pub name: Option<String>,
+}
+
+/// Why the inherited descriptors cannot be used.
+#[derive(Debug)]
+pub enum ActivationError {
+    /// An activation variable that cannot be right.
+    Environment {
+        var: &'static str,
+        value: String,
+        why: String,
+    },
+    /// `LISTEN_FDS` promised a descriptor that is not open.
+    NotOpen {
+        fd: RawFd,
+    },
+    NotASocket {
+        fd: RawFd,
+        kind: &'static str,
+    },
+    Unsupported {
+        fd: RawFd,
+        what: String,
+    },
+    Inspect {
+        fd: RawFd,
+        errno: Errno,
+    },
+    /// A connected socket (`Accept=yes`) came with other descriptors.
+    ConnectedAmongOthers {
+        fd: RawFd,
+        count: usize,
+    },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for ActivationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ActivationError::*;
+        match self {
+            Environment { var, value, why } => write!(f, "{var}={value:?} {why}"),
+            NotOpen { fd } => write!(f, "fd {fd} was passed by LISTEN_FDS but is not open"),
+            NotASocket { fd, kind } => write!(
+                f,
+                "fd {fd} is a {kind}, expected a stream or datagram socket (check the .socket unit's Listen*= lines)"
+            ),
+            Unsupported { fd, what } => write!(
+                f,
+                "fd {fd} is {what}, expected a TCP, Unix stream or UDP socket (use ListenStream= or ListenDatagram=)"
+            ),
+            Inspect { fd, errno } => write!(f, "fd {fd}: cannot ask the socket what it is: {}", errno.desc()),
+            ConnectedAmongOthers { fd, count } => write!(
+                f,
+                "fd {fd} is a connected socket (Accept=yes) but {count} descriptors were passed; expected it alone"
+            ),
+            Bind { addr, error } => write!(
+                f,
+                "cannot listen on {addr}: {error} (choose another address with --listen or FORTUNE_LISTEN)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ActivationError {}
+
+/// Takes the descriptors this process inherited: fd 0 with `--inetd`, else
+/// those `LISTEN_FDS` names. Unsets `LISTEN_*` so children inherit nothing.
+/// The one place raw inherited descriptors become owned.
+///
+/// Must run before any thread starts: it changes the environment.
+#[allow(unsafe_code)]
+fn take_inherited(inetd: bool) -> Result<Vec<(OwnedFd, Option<String>)>, ActivationError> {
+    use std::os::fd::FromRawFd;
+    let fds_value = std::env::var("LISTEN_FDS").unwrap_or_default();
+    let names_value = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let pid_value = std::env::var("LISTEN_PID").unwrap_or_default();
+    // SAFETY: `run()` calls this before it starts any thread, so nothing can
+    // read the environment while it changes.
+    let listed = unsafe { sd_notify::listen_fds_with_names_and_unset_env() };
+    let is_open = |fd: RawFd| {
+        // SAFETY: borrowed only for this fcntl, which is harmless on any number.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD) != Err(Errno::EBADF)
+    };
+    // SAFETY (for both callers): the fd was handed to this process to own
+    // (fd 0 by inetd or StandardInput=socket; fds 3.. by systemd, LISTEN_PID
+    // having matched), nothing else in the process uses or closes it, and it
+    // is open.
+    let adopt = |fd: RawFd| match is_open(fd) {
+        true => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        false => Err(ActivationError::NotOpen { fd }),
+    };
+    if inetd {
+        return Ok(vec![(adopt(0)?, None)]);
+    }
+    let listed = listed.map_err(|e| {
+        if e.raw_os_error() == Some(Errno::EBADF as i32) {
+            let count: RawFd = fds_value.parse().unwrap_or(0);
+            if let Some(fd) = (3..3 + count).find(|&fd| !is_open(fd)) {
+                return ActivationError::NotOpen { fd };
+            }
+        }
+        let (var, value, why) = match e.to_string().as_str() {
+            "invalid LISTEN_FDNAMES" => (
+                "LISTEN_FDNAMES",
+                names_value,
+                format!("must hold one name per descriptor (LISTEN_FDS={fds_value}), separated by ':'"),
+            ),
+            "invalid LISTEN_PID" => ("LISTEN_PID", pid_value, "is not a process id".to_string()),
+            _ => (
+                "LISTEN_FDS",
+                fds_value,
+                "is not a number of descriptors".to_string(),
+            ),
+        };
+        ActivationError::Environment { var, value, why }
+    })?;
+    listed
+        .map(|(fd, name)| Ok((adopt(fd)?, Some(name).filter(|n| !n.is_empty() && n != "unknown"))))
+        .collect()
+}
+
+/// What kind of socket one descriptor is, by asking it.
+enum Kind {
+    Listening(Family),
+    Connected(Family),
+    Datagram,
+}
+
+fn inspect(fd: &OwnedFd) -> Result<Kind, ActivationError> {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
+    let ask = |errno| ActivationError::Inspect { fd: raw, errno };
+    let stat = fstat(fd.as_fd()).map_err(ask)?;
+    let file_type = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    if file_type != SFlag::S_IFSOCK {
+        let kind = match file_type {
+            SFlag::S_IFREG => "regular file",
+            SFlag::S_IFDIR => "directory",
+            SFlag::S_IFCHR => "character device (a terminal?)",
+            SFlag::S_IFIFO => "pipe",
+            _ => "non-socket file",
+        };
+        return Err(ActivationError::NotASocket { fd: raw, kind });
+    }
+    let unsupported = |what: String| ActivationError::Unsupported { fd: raw, what };
+    let family = socket::getsockname::<SockaddrStorage>(raw).map_err(ask)?.family();
+    let family = match family {
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => Family::Inet,
+        Some(AddressFamily::Unix) => Family::Unix,
+        other => return Err(unsupported(format!("a socket of family {other:?}"))),
+    };
+    match socket::getsockopt(fd, sockopt::SockType).map_err(ask)? {
+        SockType::Stream if socket::getsockopt(fd, sockopt::AcceptConn).map_err(ask)? => {
+            Ok(Kind::Listening(family))
+        }
+        SockType::Stream => Ok(Kind::Connected(family)),
+        SockType::Datagram if family == Family::Inet => Ok(Kind::Datagram),
+        SockType::Datagram => Err(unsupported("a Unix datagram socket".to_string())),
+        other => Err(unsupported(format!("a {other:?} socket"))),
+    }
+}
+
+/// Adopts what was inherited, or binds `listen` when nothing was.
+pub fn activate(inetd: bool, listen: &[SocketAddr]) -> Result<Activation, ActivationError> {
+    let inherited = take_inherited(inetd)?;
+    if inherited.is_empty() {
+        return bind(listen);
+    }
+    let count = inherited.len();
+    let mut listeners = Vec::new();
+    let mut datagrams = Vec::new();
+    for (fd, name) in inherited {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        match inspect(&fd)? {
+            Kind::Listening(family) => listeners.push(Named {
+                socket: Listener::from_fd(fd, family),
+                name,
+            }),
+            Kind::Datagram => datagrams.push(Named {
+                socket: UdpSocket::from(fd),
+                name,
+            }),
+            Kind::Connected(family) if count == 1 => {
+                return Ok(Activation::Connected(Stream::from_fd(fd, family)));
+            }
+            Kind::Connected(_) => return Err(ActivationError::ConnectedAmongOthers { fd: raw, count }),
+        }
+    }
+    Ok(Activation::Listening { listeners, datagrams })
+}
+
+/// Listen backlog for sockets we bind: deep enough that a burst of clients
+/// waits in the kernel instead of being dropped (the kernel caps it at
+/// net.core.somaxconn).
+const BACKLOG: i32 = 4096;
+
+fn bind(addrs: &[SocketAddr]) -> Result<Activation, ActivationError> {
+    let listeners = addrs
+        .iter()
+        .map(|&addr| {
+            let fail = |error| ActivationError::Bind { addr, error };
+            let listener = TcpListener::bind(addr).map_err(fail)?;
+            socket::listen(
+                &listener,
+                socket::Backlog::new(BACKLOG).unwrap_or(socket::Backlog::MAXCONN),
+            )
+            .map_err(|e| fail(e.into()))?;
+            Ok(Named {
+                socket: Listener::Tcp(listener),
+                name: None,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Activation::Listening {
+        listeners,
+        datagrams: Vec::new(),
+    })
+}

@@ -1,0 +1,90 @@
+//! The command line of `fortune-server`; also the source of its man page and
+//! shell completions, so they cannot drift from `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::wire::Protocol;
+
+/// Default address when systemd passes no socket.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7017";
+
+/// Serves a random fortune per connection, as Qt's Threaded Fortune Server
+/// does (`QDataStream << QString`), adopting the sockets systemd passes.
+///
+/// With sockets from systemd (LISTEN_FDS), each is asked what it is: a
+/// listening socket (Accept=no) is served by a pool of threads, one per
+/// connection; a connected socket (Accept=yes) is served once, then the
+/// process exits. Without them it listens on --listen.
+#[derive(Debug, Parser)]
+#[command(name = "fortune-server", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Address to listen on when systemd passes no socket (repeatable).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FORTUNE_LISTEN",
+        value_delimiter = ',',
+        default_value = DEFAULT_LISTEN
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol.
+    #[arg(long, value_enum, env = "FORTUNE_PROTOCOL", default_value_t = Protocol::Qt)]
+    pub protocol: Protocol,
+
+    /// Fortune file (one per line, or fortune-mod's `%` lines); repeatable. Default: the built-in seven.
+    #[arg(long, value_name = "PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':')]
+    pub fortunes: Vec<PathBuf>,
+
+    /// Seconds any one wait may take: writing to a client, waiting for it to close, stopping.
+    #[arg(long, value_name = "SECS", env = "FORTUNE_TIMEOUT", default_value = "10", value_parser = parse_secs)]
+    pub timeout: Duration,
+
+    /// Serve the connection on standard input (inetd, or systemd's StandardInput=socket).
+    #[arg(long, env = "FORTUNE_INETD")]
+    pub inetd: bool,
+
+    /// Connections served at once, across all sockets; more wait in the kernel's backlog.
+    #[arg(long, value_name = "N", env = "FORTUNE_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", env = "FORTUNE_LOG_LEVEL", default_value = "info")]
+    pub log_level: log::LevelFilter,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s} is out of range (more than 0, at most 86400 seconds)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_secs("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+}

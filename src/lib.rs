@@ -1,0 +1,125 @@
+//! fortune-server: serves a random fortune per connection, framed as Qt's
+//! `QDataStream << QString`, on sockets systemd passes or it binds itself.
+//!
+//! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
+//! frames, [`fortunes`] holds the collection, [`connection`] serves one
+//! client, [`server`] is the accept loop, [`linger`] waits for peers to
+//! leave, [`datagram`] answers UDP, [`service`] runs the process's life,
+//! [`notify`] talks to systemd, [`logging`] chooses where logs go.
+#![deny(unsafe_code)]
+
+pub mod activation;
+pub mod cli;
+pub mod connection;
+pub mod datagram;
+pub mod fortunes;
+pub mod linger;
+pub mod logging;
+pub mod notify;
+pub mod server;
+pub mod service;
+pub mod sockets;
+pub mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+use activation::{Activation, ActivationError};
+use fortunes::{Live, LoadError, Store};
+
+/// Stack size of every thread we start: they hold a few small buffers only.
+pub const THREAD_STACK: usize = 128 * 1024;
+
+/// Exit statuses, documented in README.md and pinned by `tests/exit_codes.rs`.
+pub mod exit {
+    /// Served, then stopped (SIGTERM/SIGINT, or the one connection of
+    /// `Accept=yes`/inetd is done, however the client behaved).
+    pub const OK: u8 = 0;
+    /// A fortune file is unreadable, empty or not UTF-8.
+    pub const FORTUNES: u8 = 1;
+    /// Command line or `FORTUNE_*` variable not understood (clap's own status).
+    pub const USAGE: u8 = 2;
+    /// The inherited descriptors or `LISTEN_*` variables are not usable.
+    pub const ACTIVATION: u8 = 3;
+    /// A `--listen` address could not be bound.
+    pub const LISTEN: u8 = 4;
+    /// The system refused a resource (threads, epoll, signals).
+    pub const RUNTIME: u8 = 5;
+}
+
+/// Everything that ends the process early.
+#[derive(Debug)]
+pub enum Error {
+    Fortunes(LoadError),
+    Activation(ActivationError),
+    Runtime {
+        doing: &'static str,
+        error: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn runtime(doing: &'static str, error: std::io::Error) -> Error {
+        Error::Runtime { doing, error }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Fortunes(_) => exit::FORTUNES,
+            Error::Activation(ActivationError::Bind { .. }) => exit::LISTEN,
+            Error::Activation(_) => exit::ACTIVATION,
+            Error::Runtime { .. } => exit::RUNTIME,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Fortunes(e) => e.fmt(f),
+            Error::Activation(e) => e.fmt(f),
+            Error::Runtime { doing, error } => write!(f, "{doing}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Error {
+        Error::Fortunes(e)
+    }
+}
+
+impl From<ActivationError> for Error {
+    fn from(e: ActivationError) -> Error {
+        Error::Activation(e)
+    }
+}
+
+/// Everything `main` does after parsing the command line.
+pub fn run(cli: cli::Cli) -> Result<(), Error> {
+    logging::init(cli.log_level);
+    // Adopt (and unset LISTEN_*) before any thread starts.
+    let activation = activation::activate(cli.inetd, &cli.listen)?;
+    let store = Store::load(&cli.fortunes)?;
+    match activation {
+        Activation::Connected(stream) => {
+            let live = Arc::new(Live::new(store));
+            match live.frame(cli.protocol, None) {
+                Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
+                None => log::warn!("{}: no fortune fits the {} protocol", stream.peer(), cli.protocol),
+            }
+            Ok(())
+        }
+        Activation::Listening { listeners, datagrams } => {
+            let config = service::Config {
+                protocol: cli.protocol,
+                fortunes: cli.fortunes,
+                timeout: cli.timeout,
+                max_connections: cli.max_connections as usize,
+            };
+            service::run(config, store, listeners, datagrams)
+        }
+    }
+}

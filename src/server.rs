@@ -1,0 +1,267 @@
+//! The accept loop: a pool of worker threads, each accepting from every
+//! listening socket (one epoll set) and serving the connection it accepted
+//! itself, start to finish, the FortuneThread way. The pool grows when every
+//! worker is busy, up to `--max-connections`, and idle extras retire; at the
+//! cap nobody accepts, so new clients wait in the kernel's backlog.
+
+use std::io::{self, ErrorKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::connection;
+use crate::fortunes::Live;
+use crate::linger::Linger;
+use crate::notify::Stats;
+use crate::sockets::{Listener, Stream};
+use crate::wire::Protocol;
+
+/// Workers kept waiting even when idle, so a new client never waits for a spawn.
+const SPARE_WORKERS: usize = 2;
+/// An idle worker beyond the spares retires after this long without a client.
+const RETIRE_AFTER: Duration = Duration::from_secs(5);
+/// Pause after the process ran out of descriptors before accepting again.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// epoll data of the stop eventfd; listeners use their index.
+const WAKE: u64 = u64::MAX;
+
+/// What the workers share.
+pub struct Server {
+    listeners: Vec<(Listener, Protocol)>,
+    epoll: Epoll,
+    wake: EventFd,
+    live: Arc<Live>,
+    linger: Arc<Linger>,
+    stats: Arc<Stats>,
+    timeout: Duration,
+    max_workers: usize,
+    workers: Mutex<Workers>,
+    all_gone: Condvar,
+    stopping: AtomicBool,
+    /// Set while accept fails for lack of descriptors, so it is logged once.
+    out_of_fds: AtomicBool,
+}
+
+#[derive(Default)]
+struct Workers {
+    total: usize,
+    idle: usize,
+}
+
+impl Server {
+    pub fn new(
+        listeners: Vec<(Listener, Protocol)>,
+        live: Arc<Live>,
+        linger: Arc<Linger>,
+        stats: Arc<Stats>,
+        timeout: Duration,
+        max_connections: usize,
+    ) -> io::Result<Arc<Server>> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        for (i, (listener, _)) in listeners.iter().enumerate() {
+            // Non-blocking: several workers wake for one client, all but one find nothing.
+            listener.set_nonblocking(true)?;
+            epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
+        }
+        Ok(Arc::new(Server {
+            listeners,
+            epoll,
+            wake,
+            live,
+            linger,
+            stats,
+            timeout,
+            max_workers: max_connections.max(1),
+            workers: Mutex::default(),
+            all_gone: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            out_of_fds: AtomicBool::new(false),
+        }))
+    }
+
+    /// Starts the first workers.
+    pub fn start(self: &Arc<Self>) -> io::Result<()> {
+        for _ in 0..SPARE_WORKERS.min(self.max_workers) {
+            let mut workers = self.lock();
+            workers.total += 1;
+            workers.idle += 1;
+            drop(workers);
+            self.spawn_worker()?;
+        }
+        Ok(())
+    }
+
+    /// Stops accepting new clients after serving those already queued in the
+    /// backlog, and waits (until `deadline`) for every worker to finish.
+    /// Returns false if some were still busy at the deadline.
+    pub fn stop(&self, deadline: Instant) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.wake.write(1);
+        let mut workers = self.lock();
+        while workers.total > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            workers = self
+                .all_gone
+                .wait_timeout(workers, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("worker".into())
+            .stack_size(crate::THREAD_STACK)
+            .spawn(move || me.work());
+        if let Err(e) = &spawned {
+            log::warn!("cannot start another worker thread: {e}");
+            let mut workers = self.lock();
+            workers.total -= 1;
+            workers.idle -= 1;
+            self.all_gone.notify_all();
+        }
+        spawned.map(drop)
+    }
+
+    fn work(self: Arc<Self>) {
+        let mut events = [EpollEvent::empty()];
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.epoll.wait(
+                &mut events,
+                EpollTimeout::try_from(RETIRE_AFTER).unwrap_or(EpollTimeout::MAX),
+            ) {
+                Ok(0) if self.retire_if_spare() => return,
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) if events[0].data() == WAKE => break,
+                Ok(_) => self.accept_one(events[0].data() as usize),
+                Err(e) => {
+                    log::error!("waiting for clients failed: {e}; retrying");
+                    std::thread::sleep(FD_BACKOFF);
+                }
+            }
+        }
+        // Pass the wake-up on (one epoll waiter wakes per event), then serve
+        // what is already queued: those clients finished their handshake.
+        let _ = self.wake.write(1);
+        self.drain_backlogs();
+        let mut workers = self.lock();
+        workers.total -= 1;
+        workers.idle -= 1;
+        self.all_gone.notify_all();
+    }
+
+    fn drain_backlogs(&self) {
+        for (listener, protocol) in &self.listeners {
+            loop {
+                match listener.accept() {
+                    Ok(stream) => self.serve(stream, *protocol),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn accept_one(self: &Arc<Self>, index: usize) {
+        let (listener, protocol) = &self.listeners[index];
+        match listener.accept() {
+            Ok(stream) => {
+                if self.out_of_fds.swap(false, Ordering::Relaxed) {
+                    log::warn!("descriptors available again; accepting clients");
+                }
+                self.begin_busy();
+                self.serve(stream, *protocol);
+                self.end_busy();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) if is_out_of_fds(&e) => {
+                if !self.out_of_fds.swap(true, Ordering::Relaxed) {
+                    log::warn!("cannot accept on {listener}: {e}; pausing until descriptors free up");
+                }
+                std::thread::sleep(FD_BACKOFF);
+            }
+            // The client left between its handshake and our accept, or a
+            // transient network error: nothing to do for anyone else.
+            Err(e) => log::debug!("accept on {listener}: {e}"),
+        }
+    }
+
+    /// Marks this worker busy; starts another if none is left waiting.
+    fn begin_busy(self: &Arc<Self>) {
+        let mut workers = self.lock();
+        workers.idle -= 1;
+        if workers.idle == 0 && !self.stopping.load(Ordering::Relaxed) {
+            if workers.total < self.max_workers {
+                workers.total += 1;
+                workers.idle += 1;
+                drop(workers);
+                let _ = self.spawn_worker();
+            } else {
+                self.stats.at_cap.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn end_busy(&self) {
+        let mut workers = self.lock();
+        workers.idle += 1;
+        self.stats.at_cap.store(false, Ordering::Relaxed);
+    }
+
+    fn retire_if_spare(&self) -> bool {
+        let mut workers = self.lock();
+        if workers.idle > SPARE_WORKERS {
+            workers.idle -= 1;
+            workers.total -= 1;
+            return true;
+        }
+        false
+    }
+
+    fn serve(&self, mut stream: Stream, protocol: Protocol) {
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        match self.live.frame(protocol, None) {
+            None => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "{}: no fortune fits the {protocol} protocol; closing",
+                    stream.peer()
+                );
+            }
+            Some(frame) => match connection::send(&mut stream, &frame, self.timeout) {
+                Ok(()) => {
+                    self.stats.served.fetch_add(1, Ordering::Relaxed);
+                    self.linger.park(stream);
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    log::info!("{}: fortune not delivered: {e}", stream.peer());
+                }
+            },
+        }
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn is_out_of_fds(e: &io::Error) -> bool {
+    let errnos = [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM];
+    errnos.iter().any(|&n| e.raw_os_error() == Some(n as i32))
+}

@@ -1,0 +1,200 @@
+//! The life of the long-running service (`Accept=no` or `--listen`): start
+//! the threads, then answer signals (SIGHUP reloads, SIGTERM/SIGINT stop),
+//! ping the watchdog and keep `STATUS=` current until it is time to stop.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::activation::Named;
+use crate::fortunes::{Live, Store};
+use crate::linger::Linger;
+use crate::notify::{self, Stats};
+use crate::server::Server;
+use crate::sockets::Listener;
+use crate::wire::Protocol;
+use crate::{Error, datagram};
+
+/// How often `STATUS=` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Config {
+    pub protocol: Protocol,
+    pub fortunes: Vec<PathBuf>,
+    pub timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves until SIGTERM or SIGINT, then stops within `timeout`.
+pub fn run(
+    config: Config,
+    store: Store,
+    listeners: Vec<Named<Listener>>,
+    datagrams: Vec<Named<std::net::UdpSocket>>,
+) -> Result<(), Error> {
+    // Blocked here, before any thread starts, so every thread inherits the
+    // mask and the signals arrive only through the signalfd below.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals
+        .thread_block()
+        .map_err(|e| Error::runtime("blocking signals", e.into()))?;
+    let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::runtime("creating a signalfd", e.into()))?;
+    raise_fd_limit();
+
+    let mut described = Vec::new();
+    let listeners: Vec<(Listener, Protocol)> = listeners
+        .into_iter()
+        .map(|Named { socket, name }| {
+            let protocol = protocol_for(name.as_deref(), config.protocol);
+            log::info!("listening on {socket} ({protocol})");
+            described.push(format!("{socket} ({protocol})"));
+            (socket, protocol)
+        })
+        .collect();
+    let live = Arc::new(Live::new(store));
+    let stats = Arc::new(Stats::default());
+    let linger = Linger::new(config.timeout).map_err(|e| Error::runtime("creating the waiter", e.into()))?;
+    linger
+        .spawn()
+        .map_err(|e| Error::runtime("starting the waiter thread", e))?;
+    let server = Server::new(
+        listeners,
+        Arc::clone(&live),
+        Arc::clone(&linger),
+        Arc::clone(&stats),
+        config.timeout,
+        config.max_connections,
+    )
+    .map_err(|e| Error::runtime("setting up the accept loop", e))?;
+    server
+        .start()
+        .map_err(|e| Error::runtime("starting worker threads", e))?;
+
+    let stop_datagrams = Arc::new(AtomicBool::new(false));
+    for Named { socket, .. } in datagrams {
+        let addr = socket
+            .local_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        log::info!("answering datagrams on udp {addr} (text)");
+        described.push(format!("udp {addr} (text)"));
+        let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
+        std::thread::Builder::new()
+            .name("qotd-udp".into())
+            .stack_size(crate::THREAD_STACK)
+            .spawn(move || datagram::serve(socket, live, stats, stop))
+            .map_err(|e| Error::runtime("starting the datagram thread", e))?;
+    }
+
+    let mut serving = serving_text(&live.store(), &described);
+    notify::ready(&serving);
+    log::info!("{serving}");
+
+    let watchdog = notify::watchdog_interval();
+    let tick = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
+    let mut last_status = String::new();
+    let mut next_status = Instant::now();
+    loop {
+        let mut fds = [PollFd::new(signalfd.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(tick).unwrap_or(PollTimeout::MAX);
+        // EINTR and other poll failures just mean another round.
+        if poll(&mut fds, timeout).unwrap_or(0) > 0 {
+            match signalfd.read_signal() {
+                Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => {
+                    serving = reload(&config.fortunes, &live, &described);
+                }
+                Ok(Some(info)) => {
+                    let name = Signal::try_from(info.ssi_signo as i32).map_or("signal", |s| s.as_str());
+                    log::info!("{name} received: stopping");
+                    break;
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if watchdog.is_some() {
+            notify::watchdog();
+        }
+        if Instant::now() >= next_status {
+            let status = format!("{serving}; {}", stats.summary());
+            if status != last_status {
+                notify::status(&status);
+                last_status = status;
+            }
+            next_status = Instant::now() + STATUS_EVERY;
+        }
+    }
+
+    notify::stopping();
+    let deadline = Instant::now() + config.timeout;
+    if !server.stop(deadline) {
+        log::warn!("stop timeout reached with connections still being written; closing them");
+    }
+    stop_datagrams.store(true, Ordering::Relaxed);
+    linger.finish(deadline);
+    log::info!("stopped; {}", stats.summary());
+    Ok(())
+}
+
+/// The protocol of a socket named by `FileDescriptorName=`, if the name is one.
+fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
+    name.and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// Re-reads the fortune files; on failure keeps the old collection.
+/// Returns the new "Serving ..." status text.
+fn reload(paths: &[PathBuf], live: &Live, described: &[String]) -> String {
+    notify::reloading();
+    match Store::load(paths) {
+        Ok(store) => {
+            log::info!("reloaded {} fortunes ({})", store.len(), store.origin());
+            live.replace(store);
+        }
+        Err(e) => log::warn!("reload failed, still serving the previous fortunes: {e}"),
+    }
+    let serving = serving_text(&live.store(), described);
+    notify::ready(&serving);
+    serving
+}
+
+fn serving_text(store: &Store, described: &[String]) -> String {
+    format!(
+        "Serving {} fortunes ({}) on {}",
+        store.len(),
+        store.origin(),
+        described.join(", ")
+    )
+}
+
+/// Lingering clients each hold a descriptor; systemd's default soft limit
+/// (1024) is far below its hard limit, and we never use select(2).
+fn raise_fd_limit() {
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        log::debug!("cannot raise the descriptor limit to {hard}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_names_choose_the_protocol() {
+        assert_eq!(protocol_for(Some("text"), Protocol::Qt), Protocol::Text);
+        assert_eq!(protocol_for(Some("qt4"), Protocol::Qt), Protocol::Qt4);
+        assert_eq!(protocol_for(Some("fortune.socket"), Protocol::Qt4), Protocol::Qt4);
+        assert_eq!(protocol_for(None, Protocol::Text), Protocol::Text);
+    }
+}

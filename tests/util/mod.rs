@@ -1,0 +1,322 @@
+//! The one helper every integration test goes through: spawn the binary the
+//! way systemd or a shell would, and when a test fails, print the command,
+//! its stdout and its stderr.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
+
+/// The seven fortunes of Qt's example.
+pub fn builtin() -> Vec<String> {
+    fortune_server::fortunes::BUILTIN.iter().map(|s| s.to_string()).collect()
+}
+
+/// True if `tool` is on PATH (or is a path that exists). Missing: in CI
+/// (`CI=true`) the test fails; elsewhere it is skipped with a note.
+pub fn require(tool: &str) -> bool {
+    let found = if tool.contains('/') {
+        Path::new(tool).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false)
+    };
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is missing and CI=true: install it (.ci/packages)");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("fortune-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join(format!("{}-{tag}", N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Writes `contents` to a new scratch file and returns its path.
+pub fn file_with(contents: &[u8]) -> PathBuf {
+    let path = scratch("file");
+    std::fs::write(&path, contents).expect("write scratch file");
+    path
+}
+
+/// A command whose output is kept for the failure report.
+pub struct Cmd {
+    cmd: Command,
+    shown: String,
+}
+
+impl Cmd {
+    pub fn new(program: &str) -> Cmd {
+        let mut cmd = Command::new(program);
+        // Tests set what they need; inherited activation variables would confuse them.
+        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"] {
+            cmd.env_remove(var);
+        }
+        Cmd { cmd, shown: program.to_string() }
+    }
+
+    pub fn server() -> Cmd {
+        Cmd::new(SERVER)
+    }
+
+    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
+    pub fn socket_activate(args: &[&str]) -> Cmd {
+        Cmd::new("systemd-socket-activate").args(args).arg(SERVER)
+    }
+
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.shown.push(' ');
+        self.shown.push_str(&a.as_ref().to_string_lossy());
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Cmd {
+        for a in args {
+            self = self.arg(a);
+        }
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.shown = format!("{k}={} {}", v.as_ref().to_string_lossy(), self.shown);
+        self.cmd.env(k, v);
+        self
+    }
+
+    /// Runs to completion (killed after `limit`).
+    pub fn run(self, limit: Duration) -> Finished {
+        let mut running = self.spawn();
+        let status = running.wait(limit);
+        running.finish(status)
+    }
+
+    /// Starts in the background; stopped (by PID) when dropped.
+    pub fn spawn(mut self) -> Running {
+        let (out, err) = (scratch("stdout"), scratch("stderr"));
+        let child = self
+            .cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
+        Running { child: Some(child), shown: self.shown, out, err }
+    }
+}
+
+/// A process started by a test.
+pub struct Running {
+    child: Option<Child>,
+    shown: String,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+pub struct Finished {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub shown: String,
+}
+
+impl Finished {
+    pub fn report(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stdout\n{}--- stderr\n{}---",
+            self.shown, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts the exit code, printing everything if it differs.
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.and_then(|s| s.code()), Some(code), "\n{}", self.report());
+        self
+    }
+
+    pub fn assert_stderr_has(&self, needle: &str) -> &Self {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n{}", self.report());
+        self
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+    }
+
+    /// Waits for exit, up to `limit`; then kills.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Stops with SIGTERM and collects the output.
+    pub fn stop(mut self) -> Finished {
+        self.signal("TERM");
+        let status = self.wait(Duration::from_secs(15));
+        self.finish(status)
+    }
+
+    fn finish(mut self, status: Option<ExitStatus>) -> Finished {
+        self.child = None;
+        Finished {
+            status,
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+            shown: std::mem::take(&mut self.shown),
+        }
+    }
+
+    /// Panics with the process's command and output.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\ncommand: {}\n--- stdout\n{}--- stderr\n{}---",
+            self.shown,
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            self.stderr()
+        )
+    }
+
+    /// Waits until the log says the service is serving (or fails the test).
+    pub fn wait_for_log(&self, needle: &str) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.stderr().contains(needle) {
+            if Instant::now() > end {
+                self.fail(&format!("no {needle:?} in the log within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if std::thread::panicking() {
+                eprintln!(
+                    "command: {}\n--- stdout\n{}--- stderr\n{}---",
+                    self.shown,
+                    std::fs::read_to_string(&self.out).unwrap_or_default(),
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+            }
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let end = Instant::now() + Duration::from_secs(5);
+            while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connects, reads until the server closes, returns every byte.
+pub fn read_all(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
+    let mut s = connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Connects, retrying while the port is not open yet (up to 10 s).
+pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() > end => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Reads `count` fortunes through the real Qt (tests/qt_reader.py).
+pub fn qt_read(addr: SocketAddr, framing: &str, count: usize) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_reader.py");
+    let done = Cmd::new("/usr/bin/python3")
+        .args([script, &addr.ip().to_string(), &addr.port().to_string(), "--framing", framing])
+        .args(["--count", &count.to_string()])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("PYTHONIOENCODING", "utf-8")
+        .run(Duration::from_secs(60));
+    done.assert_code(0);
+    done.stdout.lines().map(|l| json_string(l).unwrap_or_else(|| panic!("bad line {l:?}\n{}", done.report()))).collect()
+}
+
+/// Parses one JSON string literal (what qt_reader.py prints).
+fn json_string(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            // qt_reader.py prints non-ASCII as is; only control characters are \u-escaped.
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Writes `bytes` then shuts down writing (a client that sends something).
+pub fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = connect(addr)?;
+    s.write_all(bytes)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(buf)
+}
