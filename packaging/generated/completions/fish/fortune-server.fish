@@ -4,6 +4,7 @@ qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
 complete -c fortune-server -l fortunes -d 'Fortune file (one per line, or fortune-mod\'s `%` lines); repeatable. Default: the built-in seven' -r -F
 complete -c fortune-server -l timeout -d 'Seconds any one wait may take: writing to a client, waiting for it to close, stopping' -r
+complete -c fortune-server -l idle-exit -d 'Exit (status 0) after this many seconds with no client: none being served, none lingering, none served. For socket activation: systemd keeps the socket and starts the service again for the next client. Default: never' -r
 complete -c fortune-server -l max-connections -d 'Connections served at once, across all sockets; more wait in the kernel\'s backlog' -r
 complete -c fortune-server -l log-level -d 'Log level: error, warn, info, debug or trace' -r
 complete -c fortune-server -l inetd -d 'Serve the connection on standard input (inetd, or systemd\'s StandardInput=socket)'
