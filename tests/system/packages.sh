@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The packages, for real. Builds the .deb and the .rpm (packaging/build),
+# lints them (lintian: no error, no warning; rpmlint: no error but
+# no-signature), then in a booted Debian 12 systemd container:
+#   .deb: apt install -> fortune.socket enabled, listening, the Qt reader gets
+#         a fortune; fortunes-min installed -> its fortunes are served;
+#         upgrade to a higher revision -> restarted, still serving;
+#         apt remove -> nothing listens; apt purge -> nothing left.
+#   .rpm: rpm -i --nodeps (Debian's rpm, its own database) -> scriptlets
+#         quiet, systemctl start fortune.socket serves; rpm -e -> nothing left.
+# Every socket of the package is moved to a 127.0.0.1 high port by a drop-in
+# written before installing, so nothing listens beyond loopback.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+checkout=$PWD
+
+say() { printf '[packages] %s\n' "$*" >&2; }
+fail() {
+    say "FAIL: $*"
+    exit 1
+}
+
+for tool in cargo lintian rpmlint rpm rpmbuild debootstrap systemd-nspawn nsenter /usr/bin/python3; do
+    if ! command -v "$tool" >/dev/null; then
+        [ "${CI:-}" = true ] && fail "$tool is missing and CI=true: install it (.ci/packages)"
+        say "SKIPPED: $tool is not installed"
+        exit 0
+    fi
+done
+
+. tests/system/lib/container.sh
+
+work=$(mktemp -d /tmp/fortune-packages.XXXXXX)
+cleanup() {
+    rm -rf "$work"
+    _container_exit
+}
+trap cleanup EXIT
+
+# --- build and lint ---------------------------------------------------------
+say "packaging/build"
+packaging/build >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; fail "packaging/build failed"; }
+packages=$(cargo metadata --no-deps --format-version 1 --locked |
+    /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/packages
+deb=$(ls "$packages"/fortune-server_*_*.deb)
+rpm=$(ls "$packages"/fortune-server-*.rpm)
+cp "$deb" "$rpm" "$work/"
+deb=$work/$(basename "$deb")
+rpm=$work/$(basename "$rpm")
+ls -l "$deb" "$rpm" >&2
+
+say "lintian $(basename "$deb")"
+lintian --fail-on error,warning --display-info --pedantic "$deb" >&2 ||
+    fail "lintian reports errors or warnings (above)"
+say "rpmlint $(basename "$rpm")"
+rpmlint "$rpm" >"$work/rpmlint.log" 2>&1 || true
+cat "$work/rpmlint.log" >&2
+if grep ': E: ' "$work/rpmlint.log" | grep -v ': E: no-signature'; then
+    fail "rpmlint reports errors other than no-signature"
+fi
+grep -q ' packages and ' "$work/rpmlint.log" || fail "rpmlint did not check the package"
+
+say "rpm -qlp"
+# What the spec must ship: the binary, every unit of systemd/ with the
+# collection drop-ins, the preset, every generated man page and completion.
+{
+    echo /usr/bin/fortune-server
+    for unit in systemd/*.socket systemd/*.service; do echo "/usr/lib/systemd/system/${unit#systemd/}"; done
+    for d in fortune.service.d fortune@.service.d; do
+        echo "/usr/lib/systemd/system/$d"
+        echo "/usr/lib/systemd/system/$d/fortune-mod.conf"
+    done
+    echo /usr/lib/systemd/system-preset/50-fortune-server.preset
+    for page in packaging/generated/man/*; do echo "/usr/share/man/man${page##*.}/${page##*/}.gz"; done
+    for f in packaging/generated/completions/bash/*; do echo "/usr/share/bash-completion/completions/${f##*/}"; done
+    for f in packaging/generated/completions/zsh/*; do echo "/usr/share/zsh/site-functions/${f##*/}"; done
+    for f in packaging/generated/completions/fish/*; do echo "/usr/share/fish/vendor_completions.d/${f##*/}"; done
+    version=$(rpm -qp --qf '%{VERSION}' "$rpm")
+    echo "/usr/share/doc/fortune-server-$version" "/usr/share/doc/fortune-server-$version/README.md"
+    echo "/usr/share/licenses/fortune-server-$version"
+    echo "/usr/share/licenses/fortune-server-$version/LICENSE-APACHE"
+    echo "/usr/share/licenses/fortune-server-$version/LICENSE-MIT"
+} | tr ' ' '\n' | sort >"$work/rpm-expected"
+rpm -qlp "$rpm" | grep -v '^/usr/lib/.build-id' | sort >"$work/rpm-files"
+diff -u "$work/rpm-expected" "$work/rpm-files" >&2 || fail "rpm -qlp differs from what is expected (- expected, + shipped)"
+
+# --- the container ----------------------------------------------------------
+# rpm: Debian's rpm for the .rpm part. fortunes-min: debootstrap leaves its
+# .deb in /var/cache/apt/archives, so the test can install it again offline.
+root=$(CONTAINER_EXTRA_PACKAGES=rpm,fortunes-min container_rootfs)
+container_boot "$root"
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=
+for unit in systemd/*.socket; do
+    p=$(free_port)
+    [ "${unit##*/}" = fortune.socket ] && port=$p
+    printf '[Socket]\nListenStream=\nListenDatagram=\nListenStream=127.0.0.1:%s\n' "$p" >"$work/loopback.conf"
+    cput "$work/loopback.conf" "/etc/systemd/system/${unit##*/}.d/zz-test-loopback.conf"
+done
+[ -n "$port" ] || fail "systemd/ has no fortune.socket"
+say "fortune.socket on 127.0.0.1:$port"
+
+show_state() {
+    cexec systemctl --no-pager status fortune.socket fortune.service >&2 || true
+    cexec journalctl --no-pager -n 30 -u fortune.socket -u fortune.service >&2 || true
+}
+# N fortunes through the real Qt reader, one JSON string per line.
+qt_read() {
+    /usr/bin/python3 tests/qt_reader.py 127.0.0.1 "$port" --count "$1" --timeout 5 ||
+        { show_state; fail "the Qt reader got no fortune from 127.0.0.1:$port"; }
+}
+expect_listening() {
+    [ "$(cexec systemctl is-active fortune.socket)" = active ] || { show_state; fail "fortune.socket is not active $1"; }
+}
+expect_nothing_listens() {
+    /usr/bin/python3 - "$port" <<'EOF' || fail "something still listens on 127.0.0.1:$port $1"
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
+except ConnectionRefusedError:
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+# Fails unless every fortune on stdin (JSON lines) is an entry of the
+# fortune-mod collection $1 inside the container.
+from_collection() {
+    cexec cat "$1" >"$work/collection" || fail "no $1 in the container"
+    /usr/bin/python3 -c '
+import json, sys
+entries = {e.strip() for e in open(sys.argv[1], encoding="utf-8").read().split("\n%\n")}
+bad = [f for f in map(json.loads, sys.stdin) if f.strip() not in entries]
+if bad:
+    sys.exit(f"not from {sys.argv[2]}: {bad!r}")' "$work/collection" "$1"
+}
+
+cexec mkdir -p /tmp/pkgs
+cput "$deb" "/tmp/pkgs/${deb##*/}"
+cput "$rpm" "/tmp/pkgs/${rpm##*/}"
+
+# --- .deb: install, collection, upgrade, remove, purge ----------------------
+cexec dpkg --purge fortunes-min >/dev/null
+cexec test ! -e /usr/share/games/fortunes/fortunes || fail "fortunes-min is still installed"
+collection_deb=$(cexec sh -c 'ls /var/cache/apt/archives/fortunes-min_*.deb')
+
+say "apt install ./${deb##*/} (no fortune collection installed)"
+cexec apt-get install -y -q "/tmp/pkgs/${deb##*/}" >"$work/apt.log" 2>&1 ||
+    { cat "$work/apt.log" >&2; fail "apt install failed"; }
+[ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "fortune.socket is not enabled after install"
+expect_listening "after install"
+qt_read 3 >"$work/builtin"
+say "built-in fortunes: $(head -c 200 "$work/builtin")"
+cexec systemctl is-failed --quiet fortune.service &&
+    { show_state; fail "fortune.service failed without a fortune collection"; }
+
+say "dpkg -i fortunes-min (the package's trigger reloads the service)"
+cexec dpkg -i "$collection_deb" >/dev/null
+collection=/usr/share/games/fortunes/fortunes
+# The reload is asynchronous: allow it 10 s (and at most 50 tries) to take effect.
+deadline=$((SECONDS + 10))
+for i in $(seq 50); do
+    /usr/bin/python3 tests/qt_reader.py 127.0.0.1 "$port" --timeout 1 2>/dev/null |
+        from_collection "$collection" 2>/dev/null && break
+    if [ "$i" = 50 ] || [ "$SECONDS" -ge "$deadline" ]; then
+        show_state
+        fail "no fortune from $collection within 10 s of installing fortunes-min (the packaged drop-in sets \
+FORTUNE_FORTUNES=-/usr/share/games/fortunes: the server must read fortune-mod directories and take a path \
+with a leading '-' as optional)"
+    fi
+    sleep 0.2
+done
+qt_read 5 | from_collection "$collection" || fail "fortunes-min installed, yet other fortunes were served"
+say "fortunes-min is served"
+
+say "upgrade to revision 2"
+pid_before=$(cexec systemctl show -P MainPID fortune.service)
+packaging/build --release 2 >"$work/build2.log" 2>&1 || { cat "$work/build2.log" >&2; fail "packaging/build --release 2 failed"; }
+deb2=$(ls "$packages"/fortune-server_*-2_*.deb)
+cput "$deb2" "/tmp/pkgs/${deb2##*/}"
+cexec apt-get install -y -q "/tmp/pkgs/${deb2##*/}" >"$work/apt.log" 2>&1 ||
+    { cat "$work/apt.log" >&2; fail "the upgrade failed"; }
+[ "$(cexec dpkg-query -W -f '${Version}' fortune-server)" = "$(dpkg-deb -f "$deb2" Version)" ] ||
+    fail "the upgrade did not install $(dpkg-deb -f "$deb2" Version)"
+[ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "fortune.socket is not enabled after the upgrade"
+expect_listening "after the upgrade"
+qt_read 3 | from_collection "$collection" || fail "after the upgrade other fortunes were served"
+pid_after=$(cexec systemctl show -P MainPID fortune.service)
+[ "$pid_after" != 0 ] && [ "$pid_after" != "$pid_before" ] ||
+    fail "fortune.service was not restarted by the upgrade (MainPID $pid_before, then $pid_after)"
+
+say "apt remove"
+cexec dpkg-query -L fortune-server | sort >"$work/deb-files"
+cexec apt-get remove -y -q fortune-server >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; fail "apt remove failed"; }
+expect_nothing_listens "after apt remove"
+cexec systemctl is-active --quiet fortune.socket fortune.service && fail "a unit is still active after apt remove"
+
+say "apt purge"
+cexec apt-get purge -y -q fortune-server >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; fail "apt purge failed"; }
+cexec dpkg-query -W fortune-server >/dev/null 2>&1 && fail "dpkg still knows fortune-server after purge"
+left=$(cexec sh -c 'while read -r f; do [ "$f" = /. ] || [ ! -e "$f" ] || [ -d "$f" ] || echo "$f"; done
+    ls -d /etc/systemd/system/*.wants/fortune* /etc/systemd/system/fortune*.socket /etc/systemd/system/fortune*.service \
+        /var/lib/systemd/deb-systemd-helper-*/*fortune* \
+        /var/lib/systemd/deb-systemd-helper-enabled/*/fortune* 2>/dev/null' <"$work/deb-files") || true
+[ -z "$left" ] || fail "left after apt purge: $left"
+
+# --- .rpm: install, serve, erase --------------------------------------------
+say "rpm -i --nodeps ${rpm##*/}"
+cexec rpm -i --nodeps "/tmp/pkgs/${rpm##*/}" >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm -i failed"; }
+[ -s "$work/rpm.log" ] && { cat "$work/rpm.log" >&2; fail "rpm -i printed messages (a scriptlet failed?)"; }
+[ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "the preset did not enable fortune.socket"
+cexec systemctl start fortune.socket || { show_state; fail "systemctl start fortune.socket failed"; }
+expect_listening "after rpm -i"
+qt_read 2 >/dev/null
+say "rpm -e"
+cexec rpm -ql fortune-server >"$work/rpm-installed"
+cexec rpm -e fortune-server >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm -e failed"; }
+[ -s "$work/rpm.log" ] && { cat "$work/rpm.log" >&2; fail "rpm -e printed messages (a scriptlet failed?)"; }
+expect_nothing_listens "after rpm -e"
+left=$(cexec sh -c 'while read -r f; do [ ! -e "$f" ] || echo "$f"; done
+    ls -d /etc/systemd/system/*.wants/fortune* /etc/systemd/system/fortune*.socket /etc/systemd/system/fortune*.service 2>/dev/null' \
+    <"$work/rpm-installed") || true
+[ -z "$left" ] || fail "left after rpm -e: $left"
+
+say "PASS: lintian and rpmlint clean; .deb installed, served built-in and fortunes-min, upgraded, removed, purged; .rpm installed, served, erased"
