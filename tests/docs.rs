@@ -11,7 +11,9 @@ use clap_complete::Shell;
 
 /// Every binary the crate installs, with its man page section (8: a daemon
 /// an admin runs, 1: a user command). A new binary is one more line here.
-const COMMANDS: &[(fn() -> clap::Command, &str)] = &[(fortune_server::cli::Cli::command, "8")];
+const COMMANDS: &[(CommandFn, &str)] = &[(fortune_server::cli::Cli::command, "8")];
+
+type CommandFn = fn() -> clap::Command;
 
 const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
