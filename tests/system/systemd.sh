@@ -118,6 +118,7 @@ qt_read() {
         fail "the Qt reader got no fortune from 127.0.0.1:$QT"
     [ "${#out}" -gt 2 ] || fail "the Qt reader read an empty fortune"
     echo "Qt read: $out"
+    fortune=$out
 }
 wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
     local secs=$1 what=$2 i
@@ -221,14 +222,27 @@ for socket in "tcp 127.0.0.1:$QT (qt)" "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0
     [[ $status == *"$socket"* ]] || fail "fortune.service does not serve $socket"
 done
 
-step "--idle-exit: the service exits 0 when idle, the socket starts it again"
-dropin fortune.service idle <<EOF
+step "fortunes from /usr/share/games/fortunes; --idle-exit: exits 0 when idle, the socket starts it again"
+FILE=/usr/share/games/fortunes/fortune-server-test
+fortune_file() { # the fortunes, one per argument, in fortune-mod's % format
+    local file
+    file=$(mktemp)
+    printf '%s\n%%\n' "$@" >"$file"
+    chmod 644 "$file"
+    cput "$file" "$FILE"
+    rm -f "$file"
+}
+fortune_file "Alpha fortune." "Beta fortune."
+dropin fortune.service test <<EOF
 [Service]
-Environment=FORTUNE_IDLE_EXIT=2
+Environment=FORTUNE_FORTUNES=$FILE FORTUNE_IDLE_EXIT=2
 EOF
 cexec systemctl stop fortune.service
 cexec systemctl daemon-reload
 qt_read
+[[ $fortune == '"Alpha fortune."' || $fortune == '"Beta fortune."' ]] || fail "not a fortune from $FILE: $fortune"
+[[ $(show fortune.service StatusText) == "Serving 2 fortunes ($FILE)"* ]] ||
+    fail "STATUS= does not name $FILE: $(show fortune.service StatusText)"
 first=$(show fortune.service InvocationID)
 service_inactive() { [ "$(show fortune.service ActiveState)" = inactive ]; }
 wait_for 20 "fortune.service idle exit" service_inactive
@@ -240,6 +254,10 @@ qt_read
 second=$(show fortune.service InvocationID)
 [ -n "$second" ] && [ "$second" != "$first" ] || fail "the client after the idle exit was not served by a new instance"
 echo "served again by a new instance (invocation $first -> $second)"
+fortune_file "Alpha fortune." "Beta fortune." "Gamma fortune."
+cexec systemctl reload fortune.service
+cexec journalctl --no-pager -u fortune.service -o cat | grep "reloaded 3 fortunes ($FILE)" ||
+    fail "the reload did not read the 3 fortunes of $FILE"
 
 step "systemctl stop ends cleanly"
 pid=$(show fortune.service MainPID)
