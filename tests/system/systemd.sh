@@ -137,6 +137,11 @@ qt_read
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service is not active after a client"
 pid=$(show fortune.service MainPID)
 echo "fortune.service active, MainPID $pid, running as uid $(cexec stat -c %u "/proc/$pid") (DynamicUser)"
+limit=$(cexec grep 'Max open files' "/proc/$pid/limits")
+echo "$limit"
+# LimitNOFILE=65536 (capped by this host's hard limit): soft = hard, not 1024.
+read -r soft hard < <(echo "$limit" | awk '{ print $4, $5 }')
+[ "$soft" = "$hard" ] && [ "$soft" -gt 1024 ] || fail "LimitNOFILE= not in effect"
 
 step "systemctl status shows the STATUS= text"
 status=$(cexec systemctl status --no-pager fortune.service || true)
@@ -176,9 +181,10 @@ dropin fortune.socket accept <<EOF
 [Socket]
 Accept=yes
 EOF
-cexec systemctl stop fortune.socket fortune.service
+# As README.md says, after `systemctl edit` (which reloads the daemon).
 cexec systemctl daemon-reload
-cexec systemctl start fortune.socket
+cexec systemctl stop fortune.service
+cexec systemctl restart fortune.socket
 [ "$(show fortune.socket Accept)" = yes ] || fail "the drop-in did not set Accept=yes"
 qt_read
 qt_read
@@ -195,9 +201,10 @@ echo "served by fortune@ instances, $(show fortune.socket NAccepted) accepted; f
 
 step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
 cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
-cexec systemctl stop fortune.socket
 cexec systemctl daemon-reload
-cexec systemctl start fortune.socket fortune-qotd.socket
+cexec systemctl restart fortune.socket
+[ "$(show fortune.socket Accept)" = no ] || fail "fortune.socket still has Accept=yes"
+cexec systemctl start fortune-qotd.socket
 /usr/bin/python3 - "$QOTD" <<'EOF'
 import socket, sys
 port = int(sys.argv[1])
