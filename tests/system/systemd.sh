@@ -112,9 +112,9 @@ done
 
 show() { cexec systemctl show -P "$2" "$1"; }
 logged() { # TEXT [JOURNAL MATCH]: prints the line once fortune.service has logged TEXT (10 s at most)
-    local text=$1 i
+    local text=$1
     shift
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         cexec journalctl --no-pager -u fortune.service -o cat "$@" | grep -F -- "$text" && return 0
         sleep 0.2
     done
@@ -130,9 +130,9 @@ qt_read() {
     fortune=$out
 }
 wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
-    local secs=$1 what=$2 i
+    local secs=$1 what=$2
     shift 2
-    for i in $(seq $((secs * 10))); do
+    for _ in $(seq $((secs * 10))); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
@@ -150,7 +150,7 @@ limit=$(cexec grep 'Max open files' "/proc/$pid/limits")
 echo "$limit"
 # LimitNOFILE=65536 (capped by this host's hard limit): soft = hard, not 1024.
 read -r soft hard < <(echo "$limit" | awk '{ print $4, $5 }')
-[ "$soft" = "$hard" ] && [ "$soft" -gt 1024 ] || fail "LimitNOFILE= not in effect"
+if [ "$soft" != "$hard" ] || [ "$soft" -le 1024 ]; then fail "LimitNOFILE= not in effect"; fi
 
 step "systemctl status shows the STATUS= text"
 status=$(cexec systemctl status --no-pager fortune.service || true)
@@ -267,7 +267,9 @@ wait_for 20 "fortune.service idle exit" service_inactive
 logged '(--idle-exit): stopping' || fail "no idle exit in the journal"
 qt_read
 second=$(show fortune.service InvocationID)
-[ -n "$second" ] && [ "$second" != "$first" ] || fail "the client after the idle exit was not served by a new instance"
+if [ -z "$second" ] || [ "$second" = "$first" ]; then
+    fail "the client after the idle exit was not served by a new instance"
+fi
 echo "served again by a new instance (invocation $first -> $second)"
 fortune_file "Alpha fortune." "Beta fortune." "Gamma fortune."
 cexec systemctl reload fortune.service
