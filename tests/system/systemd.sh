@@ -39,7 +39,7 @@ fi
 echo "identical: $(sandbox fortune.service | wc -l) lines"
 
 step "build the binary"
-[ -x "$BIN" ] || cargo build --release
+cargo build --release --quiet
 ls -l "$BIN"
 
 # Free loopback ports: QT for fortune.socket, QOTD for fortune-qotd.socket
@@ -47,7 +47,9 @@ ls -l "$BIN"
 read -r QT QOTD < <(/usr/bin/python3 - <<'EOF'
 import socket
 ports = []
-while len(ports) < 2:
+for _ in range(100):
+    if len(ports) == 2:
+        break
     t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -198,7 +200,7 @@ qt_read
 qt_read
 no_instance_left() { [ -z "$(cexec systemctl list-units --plain --no-legend 'fortune@*')" ]; }
 wait_for 10 "fortune@ instances finished" no_instance_left
-instances=$(cexec journalctl --no-pager -o cat _PID=1 | grep -o 'fortune@[^ ]*\.service' | sort -u)
+instances=$(cexec journalctl --no-pager -o cat _PID=1 | grep -o '^Started fortune@[0-9][^ ]*\.service' | sort -u)
 [ "$(echo "$instances" | grep -c .)" -ge 2 ] || fail "no two fortune@ instances in the journal: $instances"
 echo "$instances"
 [ "$(show fortune.socket NAccepted)" -ge 2 ] || fail "fortune.socket accepted fewer than 2 connections"
