@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A booted Debian 12 systemd in a container, for system tests (sourced by bash).
 #
 #   root=$(container_rootfs)   # a bookworm rootfs: cached in /var/tmp, fresh when CI=true
@@ -92,7 +93,7 @@ _container_install_trap
 
 # Boots ROOT with systemd as PID 1, waits until the system is up.
 container_boot() {
-    local root=$1 i
+    local root=$1
     [ -d "$root" ] || { _container_say "no rootfs at $root"; return 1; }
     _container_log=$(mktemp /tmp/fortune-container-console.XXXXXX) || return 1
     _container_install_trap
@@ -100,8 +101,8 @@ container_boot() {
         </dev/null >"$_container_log" 2>&1 &
     NSPAWN_PID=$!
     # The container's systemd is the nspawn process's child.
-    for i in $(seq 100); do
-        CONTAINER_PID=$(cat "/proc/$NSPAWN_PID/task/$NSPAWN_PID/children" 2>/dev/null | awk '{print $1}')
+    for _ in $(seq 100); do
+        CONTAINER_PID=$(awk '{print $1}' "/proc/$NSPAWN_PID/task/$NSPAWN_PID/children" 2>/dev/null)
         [ -n "$CONTAINER_PID" ] && [ -e "/proc/$CONTAINER_PID/root/run/systemd/private" ] && break
         kill -0 "$NSPAWN_PID" 2>/dev/null || break
         sleep 0.1
@@ -135,8 +136,9 @@ cexec() {
 cput() {
     local src=$1 dest=$2 mode
     mode=$(stat -c %a "$src") || return 1
-    cexec mkdir -p "$(dirname "$dest")" &&
-        cexec sh -c 'cat >"$1" && chmod "$2" "$1"' sh "$dest" "$mode" <"$src"
+    cexec mkdir -p "$(dirname "$dest")" || return 1
+    # shellcheck disable=SC2016 # expanded by the shell inside
+    cexec sh -c 'cat >"$1" && chmod "$2" "$1"' sh "$dest" "$mode" <"$src"
 }
 
 # Powers the container off, by its nspawn PID; SIGKILL after 30 s.
@@ -145,8 +147,7 @@ container_stop() {
     if kill -0 "$NSPAWN_PID" 2>/dev/null; then
         # SIGTERM makes nspawn ask the container's systemd to power off.
         kill -TERM "$NSPAWN_PID" 2>/dev/null
-        local i
-        for i in $(seq 300); do
+        for _ in $(seq 300); do
             kill -0 "$NSPAWN_PID" 2>/dev/null || break
             sleep 0.1
         done
