@@ -20,7 +20,7 @@ fail() {
     exit 1
 }
 
-for tool in cargo lintian rpmlint rpm rpmbuild debootstrap systemd-nspawn nsenter /usr/bin/python3; do
+for tool in cargo lintian rpmlint rpm rpmbuild rpm2cpio cpio readelf debootstrap systemd-nspawn nsenter /usr/bin/python3; do
     if ! command -v "$tool" >/dev/null; then
         [ "${CI:-}" = true ] && fail "$tool is missing and CI=true: install it (.ci/packages)"
         say "SKIPPED: $tool is not installed"
@@ -59,6 +59,17 @@ if grep ': E: ' "$work/rpmlint.log" | grep -v ': E: no-signature'; then
     fail "rpmlint reports errors other than no-signature"
 fi
 grep -q ' packages and ' "$work/rpmlint.log" || fail "rpmlint did not check the package"
+
+# The binary in each: stripped (no symbol table), with its GNU build id.
+check_binary() {
+    readelf -S "$1" | grep -q '\.symtab' && fail "$2: /usr/bin/fortune-server is not stripped"
+    readelf -n "$1" | grep -q 'Build ID' || fail "$2: /usr/bin/fortune-server has no build id"
+    return 0
+}
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/fortune-server >"$work/deb-bin"
+check_binary "$work/deb-bin" "${deb##*/}"
+rpm2cpio "$rpm" | (cd "$work" && cpio -id --quiet ./usr/bin/fortune-server)
+check_binary "$work/usr/bin/fortune-server" "${rpm##*/}"
 
 say "rpm -qlp"
 # What the spec must ship: the binary, every unit of systemd/ with the
@@ -110,7 +121,8 @@ show_state() {
 # N fortunes through the real Qt reader, one JSON string per line.
 qt_read() {
     /usr/bin/python3 tests/qt_reader.py 127.0.0.1 "$port" --count "$1" --timeout 5 ||
-        { show_state; fail "the Qt reader got no fortune from 127.0.0.1:$port"; }
+        { show_state; fail "the Qt reader got no fortune from 127.0.0.1:$port (journal above; the packaged \
+drop-in sets FORTUNE_FORTUNES=-/usr/share/games/fortunes: a '-' path must be optional)"; }
 }
 expect_listening() {
     [ "$(cexec systemctl is-active fortune.socket)" = active ] || { show_state; fail "fortune.socket is not active $1"; }
