@@ -12,7 +12,6 @@
 # written before installing, so nothing listens beyond loopback.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-checkout=$PWD
 
 say() { printf '[packages] %s\n' "$*" >&2; }
 fail() {
@@ -196,14 +195,16 @@ deb2=$(ls "$work"/release2/fortune-server_*-2_*.deb)
 cput "$deb2" "/tmp/pkgs/${deb2##*/}"
 cexec apt-get install -y -q "/tmp/pkgs/${deb2##*/}" >"$work/apt.log" 2>&1 ||
     { cat "$work/apt.log" >&2; fail "the upgrade failed"; }
+# shellcheck disable=SC2016 # dpkg-query's own ${Version}
 [ "$(cexec dpkg-query -W -f '${Version}' fortune-server)" = "$(dpkg-deb -f "$deb2" Version)" ] ||
     fail "the upgrade did not install $(dpkg-deb -f "$deb2" Version)"
 [ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "fortune.socket is not enabled after the upgrade"
 expect_listening "after the upgrade"
 qt_read 10 | from_collection "$collection" || fail "after the upgrade other fortunes were served"
 pid_after=$(cexec systemctl show -P MainPID fortune.service)
-[ "$pid_after" != 0 ] && [ "$pid_after" != "$pid_before" ] ||
+if [ "$pid_after" = 0 ] || [ "$pid_after" = "$pid_before" ]; then
     fail "fortune.service was not restarted by the upgrade (MainPID $pid_before, then $pid_after)"
+fi
 
 say "apt remove"
 cexec dpkg-query -L fortune-server | sort >"$work/deb-files"
@@ -214,6 +215,7 @@ cexec systemctl is-active --quiet fortune.socket fortune.service && fail "a unit
 say "apt purge"
 cexec apt-get purge -y -q fortune-server >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; fail "apt purge failed"; }
 cexec dpkg-query -W fortune-server >/dev/null 2>&1 && fail "dpkg still knows fortune-server after purge"
+# shellcheck disable=SC2016 # expanded by the shell inside
 left=$(cexec sh -c 'while read -r f; do [ "$f" = /. ] || [ ! -e "$f" ] || [ -d "$f" ] || echo "$f"; done
     ls -d /etc/systemd/system/*.wants/fortune* /etc/systemd/system/fortune*.socket /etc/systemd/system/fortune*.service \
         /var/lib/systemd/deb-systemd-helper-*/*fortune* \
@@ -234,6 +236,7 @@ cexec rpm -ql fortune-server >"$work/rpm-installed"
 cexec rpm -e --force-debian fortune-server >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm -e failed"; }
 [ -s "$work/rpm.log" ] && { cat "$work/rpm.log" >&2; fail "rpm -e printed messages (a scriptlet failed?)"; }
 expect_nothing_listens "after rpm -e"
+# shellcheck disable=SC2016 # expanded by the shell inside
 left=$(cexec sh -c 'while read -r f; do [ ! -e "$f" ] || echo "$f"; done
     ls -d /etc/systemd/system/*.wants/fortune* /etc/systemd/system/fortune*.socket /etc/systemd/system/fortune*.service 2>/dev/null' \
     <"$work/rpm-installed") || true
