@@ -22,6 +22,7 @@ defines = {
     "crate_license": package["license"],
     "crate_summary": package["description"],
     "crate_packager": package["authors"][0],
+    "crate_binaries": " ".join(t["name"] for t in package["targets"] if "bin" in t["kind"]),
     "pkg_release": release,
     "checkout": checkout,
     "cargo_target_dir": meta["target_directory"],

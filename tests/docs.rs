@@ -32,7 +32,7 @@ fn generate() -> Vec<(String, Vec<u8>)> {
             .section(*section)
             .render(&mut page)
             .expect("render man page");
-        files.push((format!("man/{name}.{section}"), page));
+        files.push((format!("man/man{section}/{name}.{section}"), page));
         for shell in SHELLS {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut cmd.clone(), &name, &mut script);

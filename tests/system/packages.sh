@@ -74,14 +74,18 @@ say "rpm -qlp"
 # What the spec must ship: the binary, every unit of systemd/ with the
 # collection drop-ins, the preset, every generated man page and completion.
 {
-    echo /usr/bin/fortune-server
+    cargo metadata --no-deps --format-version 1 --locked | /usr/bin/python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["packages"][0]["targets"]:
+    if "bin" in t["kind"]:
+        print("/usr/bin/" + t["name"])'
     for unit in systemd/*.socket systemd/*.service; do echo "/usr/lib/systemd/system/${unit#systemd/}"; done
     for d in fortune.service.d fortune@.service.d; do
         echo "/usr/lib/systemd/system/$d"
         echo "/usr/lib/systemd/system/$d/fortune-mod.conf"
     done
     echo /usr/lib/systemd/system-preset/50-fortune-server.preset
-    for page in packaging/generated/man/*; do echo "/usr/share/man/man${page##*.}/${page##*/}.gz"; done
+    for page in packaging/generated/man/man*/*; do echo "/usr/share/man/${page#packaging/generated/man/}.gz"; done
     for f in packaging/generated/completions/bash/*; do echo "/usr/share/bash-completion/completions/${f##*/}"; done
     for f in packaging/generated/completions/zsh/*; do echo "/usr/share/zsh/site-functions/${f##*/}"; done
     for f in packaging/generated/completions/fish/*; do echo "/usr/share/fish/vendor_completions.d/${f##*/}"; done
