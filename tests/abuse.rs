@@ -55,7 +55,9 @@ fn outcome_of(e: &std::io::Error) -> Outcome {
 fn frame_outcome(bytes: &[u8]) -> Outcome {
     match bytes {
         [] => Outcome::Empty,
-        [a, b, c, d, rest @ ..] if u32::from_be_bytes([*a, *b, *c, *d]) as usize == rest.len() => Outcome::Complete,
+        [a, b, c, d, rest @ ..] if u32::from_be_bytes([*a, *b, *c, *d]) as usize == rest.len() => {
+            Outcome::Complete
+        }
         _ => Outcome::Partial,
     }
 }
@@ -63,7 +65,10 @@ fn frame_outcome(bytes: &[u8]) -> Outcome {
 /// Reads to EOF; a read error wins over what was read.
 fn read_frame(stream: &mut TcpStream, limit: Duration) -> Outcome {
     let mut buf = Vec::new();
-    match stream.set_read_timeout(Some(limit)).and_then(|()| stream.read_to_end(&mut buf)) {
+    match stream
+        .set_read_timeout(Some(limit))
+        .and_then(|()| stream.read_to_end(&mut buf))
+    {
         Ok(_) => frame_outcome(&buf),
         Err(e) => outcome_of(&e),
     }
@@ -106,7 +111,13 @@ impl std::fmt::Display for Tally {
 /// `clients` threads fetch in a loop, each at most `each` times, until
 /// `stop` is set or `limit` passes. Returns every outcome and latency.
 /// A client stops at its first refusal (the listener is gone).
-fn load(addr: SocketAddr, clients: usize, each: usize, limit: Duration, stop: &AtomicBool) -> (Tally, Vec<Duration>) {
+fn load(
+    addr: SocketAddr,
+    clients: usize,
+    each: usize,
+    limit: Duration,
+    stop: &AtomicBool,
+) -> (Tally, Vec<Duration>) {
     let end = Instant::now() + limit;
     let results: Vec<Vec<(Outcome, Duration)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..clients)
@@ -125,7 +136,10 @@ fn load(addr: SocketAddr, clients: usize, each: usize, limit: Duration, stop: &A
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().expect("client thread")).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("client thread"))
+            .collect()
     });
     let mut tally = Tally::default();
     let mut latencies = Vec::new();
@@ -169,13 +183,16 @@ fn settle(limit: Duration, want: usize, probe: impl Fn() -> usize) -> usize {
 /// Raises this test process's descriptor limit (soft to hard): it holds thousands of sockets.
 fn need_fds(n: u64) {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    assert!(hard >= n, "this test needs {n} descriptors; the hard limit is {hard} (ulimit -Hn)");
+    assert!(
+        hard >= n,
+        "this test needs {n} descriptors; the hard limit is {hard} (ulimit -Hn)"
+    );
     if soft < n {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise RLIMIT_NOFILE");
     }
 }
 
-/// 1. 2,000 clients connect and never read nor close while 16 normal clients
+/// Item 1: 2,000 clients connect and never read nor close while 16 normal clients
 /// loop: the normal clients see no error and their p99 latency stays within
 /// 2x of an unloaded run; the 2,000 are closed by the timeout.
 #[test]
@@ -202,10 +219,23 @@ fn slowloris() {
 
     let (p50q, p99q) = (percentile(&mut quiet_lat, 0.5), percentile(&mut quiet_lat, 0.99));
     let (p50b, p99b) = (percentile(&mut busy_lat, 0.5), percentile(&mut busy_lat, 0.99));
-    figure("slowloris", &format!("unloaded: {} fetches ({quiet}), p50 {}, p99 {}", quiet.total(), ms(p50q), ms(p99q)));
     figure(
         "slowloris",
-        &format!("with {HOGS} idle clients: {} fetches ({busy}), p50 {}, p99 {}", busy.total(), ms(p50b), ms(p99b)),
+        &format!(
+            "unloaded: {} fetches ({quiet}), p50 {}, p99 {}",
+            quiet.total(),
+            ms(p50q),
+            ms(p99q)
+        ),
+    );
+    figure(
+        "slowloris",
+        &format!(
+            "with {HOGS} idle clients: {} fetches ({busy}), p50 {}, p99 {}",
+            busy.total(),
+            ms(p50b),
+            ms(p99b)
+        ),
     );
     figure(
         "slowloris",
@@ -215,13 +245,27 @@ fn slowloris() {
             ms(connected)
         ),
     );
-    assert!(quiet.all_complete() && busy.all_complete(), "errors: unloaded {quiet}; loaded {busy}");
-    assert!(mid < Duration::from_secs(timeout), "the loaded run outlasted the timeout ({mid:?}): raise it");
-    assert!(held_fds >= idle_fds + HOGS, "the idle clients were not all accepted: {held_fds} fds");
+    assert!(
+        quiet.all_complete() && busy.all_complete(),
+        "errors: unloaded {quiet}; loaded {busy}"
+    );
+    assert!(
+        mid < Duration::from_secs(timeout),
+        "the loaded run outlasted the timeout ({mid:?}): raise it"
+    );
+    assert!(
+        held_fds >= idle_fds + HOGS,
+        "the idle clients were not all accepted: {held_fds} fds"
+    );
     // Loopback latencies are a fraction of a millisecond: allow 1 ms of
     // scheduling noise on top of the 2x (the machine is shared).
     let bound = 2 * p99q + Duration::from_millis(1);
-    assert!(p99b <= bound, "p99 with idle clients {} > 2 x {} + 1 ms", ms(p99b), ms(p99q));
+    assert!(
+        p99b <= bound,
+        "p99 with idle clients {} > 2 x {} + 1 ms",
+        ms(p99b),
+        ms(p99q)
+    );
 
     // Each hog was served its frame at once; the timeout then closes the server's side.
     let after = settle(Duration::from_secs(timeout + 5), idle_fds, || server.fds());
@@ -232,10 +276,19 @@ fn slowloris() {
     }
     figure(
         "slowloris",
-        &format!("server fds back to {after} after {}; the idle clients read: {hog_tally}", ms(closed_after)),
+        &format!(
+            "server fds back to {after} after {}; the idle clients read: {hog_tally}",
+            ms(closed_after)
+        ),
     );
-    assert_eq!(after, idle_fds, "the idle clients were not closed by the {timeout}s timeout");
-    assert!(closed_after >= Duration::from_secs(timeout), "closed before the timeout");
+    assert_eq!(
+        after, idle_fds,
+        "the idle clients were not closed by the {timeout}s timeout"
+    );
+    assert!(
+        closed_after >= Duration::from_secs(timeout),
+        "closed before the timeout"
+    );
     assert!(hog_tally.all_complete(), "idle clients: {hog_tally}");
     server.stop().assert_code(0);
 }
@@ -245,7 +298,7 @@ fn big_fortune(chars: usize) -> std::path::PathBuf {
     util::file_with("x".repeat(chars).as_bytes())
 }
 
-/// 2. 20 x --max-connections attempts at once, on two listening sockets:
+/// Item 2: 20 x --max-connections attempts at once, on two listening sockets:
 /// at most the cap is served at a time (the rest wait in the backlog, the
 /// cap is shown in STATUS=), and every accepted client gets a whole frame.
 #[test]
@@ -260,7 +313,13 @@ fn flood() {
     let second = loopback(free_port());
     let (server, first) = start(
         Cmd::server()
-            .args(["--max-connections", &CAP.to_string(), "--timeout", "10", "--fortunes"])
+            .args([
+                "--max-connections",
+                &CAP.to_string(),
+                "--timeout",
+                "10",
+                "--fortunes",
+            ])
             .arg(&fortunes)
             .args(["--listen", &second.to_string()])
             .env("NOTIFY_SOCKET", &notify.path),
@@ -295,7 +354,10 @@ fn flood() {
         std::thread::sleep(hold / 2);
         let threads_at_cap = server.threads();
         let results = clients.into_iter().map(|c| c.join().expect("client")).collect();
-        figure("flood", &format!("server threads while at the cap: {threads_at_cap}"));
+        figure(
+            "flood",
+            &format!("server threads while at the cap: {threads_at_cap}"),
+        );
         results
     });
     let mut tally = Tally::default();
@@ -304,7 +366,11 @@ fn flood() {
         tally.add(*outcome);
         served_at_once += usize::from(*had_data);
     }
-    let statuses: Vec<String> = notify.messages().into_iter().filter(|m| m.contains("STATUS=")).collect();
+    let statuses: Vec<String> = notify
+        .messages()
+        .into_iter()
+        .filter(|m| m.contains("STATUS="))
+        .collect();
     let capped = statuses.iter().any(|m| m.contains("at --max-connections"));
     figure(
         "flood",
@@ -313,15 +379,26 @@ fn flood() {
              clients with data before any read: {served_at_once}; STATUS showed the cap: {capped}"
         ),
     );
-    assert_eq!(tally.get(Outcome::Complete), ATTEMPTS, "every client must get a whole frame: {tally}");
-    assert_eq!(served_at_once, CAP, "exactly --max-connections clients should be in progress at once");
+    assert_eq!(
+        tally.get(Outcome::Complete),
+        ATTEMPTS,
+        "every client must get a whole frame: {tally}"
+    );
+    assert_eq!(
+        served_at_once, CAP,
+        "exactly --max-connections clients should be in progress at once"
+    );
     assert!(capped, "no STATUS= said the cap was reached: {statuses:?}");
     let done = server.stop();
     done.assert_code(0);
-    assert!(!done.stderr.contains("not delivered"), "a client was dropped\n{}", done.report());
+    assert!(
+        !done.stderr.contains("not delivered"),
+        "a client was dropped\n{}",
+        done.report()
+    );
 }
 
-/// 3. Under `ulimit -n 64`, 200 concurrent clients: the service runs out
+/// Item 3: Under `ulimit -n 64`, 200 concurrent clients: the service runs out
 /// of descriptors, backs off without spinning, logs it once per episode,
 /// and serves every client in the end.
 #[test]
@@ -330,7 +407,11 @@ fn fd_exhaustion() {
     const CLIENTS: usize = 200;
     let (server, addr) = start(Cmd::server().args(["--timeout", "2"]).with_fd_limit(64));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap_or_default();
-    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or("?").to_string();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or("?")
+        .to_string();
     let gate = Barrier::new(CLIENTS);
     let cpu_before = server.cpu_time();
     let started = Instant::now();
@@ -379,14 +460,23 @@ fn fd_exhaustion() {
             100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
         ),
     );
-    assert!(tally.all_complete(), "every client must be served in the end: {tally}");
-    assert!(ran_out >= 1, "the service never ran out of descriptors: the test proves nothing");
-    assert!(recovered >= 1 && ran_out <= recovered + 1, "one warning per episode expected");
+    assert!(
+        tally.all_complete(),
+        "every client must be served in the end: {tally}"
+    );
+    assert!(
+        ran_out >= 1,
+        "the service never ran out of descriptors: the test proves nothing"
+    );
+    assert!(
+        recovered >= 1 && ran_out <= recovered + 1,
+        "one warning per episode expected"
+    );
     assert!(cpu * 4 < wall, "the accept loop spun: CPU {cpu:?} in {wall:?}");
     server.stop().assert_code(0);
 }
 
-/// 4. SIGTERM in the middle of a 64-client load: every accepted client gets
+/// Item 4: SIGTERM in the middle of a 64-client load: every accepted client gets
 /// a whole frame (the backlog is served too), nobody is reset, exit 0
 /// within the timeout, STOPPING=1.
 #[test]
@@ -394,8 +484,11 @@ fn sigterm_under_load() {
     let _serial = serial();
     let timeout = 2;
     let notify = util::NotifySocket::new();
-    let (mut server, addr) =
-        start(Cmd::server().args(["--timeout", &timeout.to_string()]).env("NOTIFY_SOCKET", &notify.path));
+    let (mut server, addr) = start(
+        Cmd::server()
+            .args(["--timeout", &timeout.to_string()])
+            .env("NOTIFY_SOCKET", &notify.path),
+    );
     let never = AtomicBool::new(false);
     let mut stopped = None;
     let (tally, _) = std::thread::scope(|scope| {
@@ -408,25 +501,48 @@ fn sigterm_under_load() {
         clients.join().expect("load")
     });
     let (status, took) = stopped.expect("stopped");
-    let stopping = notify.messages().iter().any(|m| m.lines().any(|l| l == "STOPPING=1"));
+    let stopping = notify
+        .messages()
+        .iter()
+        .any(|m| m.lines().any(|l| l == "STOPPING=1"));
     figure(
         "sigterm",
-        &format!("64 clients, SIGTERM after 0.5 s: {tally}; exit {status:?} after {}; STOPPING=1 sent: {stopping}", ms(took)),
+        &format!(
+            "64 clients, SIGTERM after 0.5 s: {tally}; exit {status:?} after {}; STOPPING=1 sent: {stopping}",
+            ms(took)
+        ),
     );
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status\n{}", server.stderr());
-    assert!(took < Duration::from_secs(timeout), "stopping took longer than --timeout");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit status\n{}",
+        server.stderr()
+    );
+    assert!(
+        took < Duration::from_secs(timeout),
+        "stopping took longer than --timeout"
+    );
     assert!(tally.get(Outcome::Complete) > 0, "no load was served");
     let bad = tally.total() - tally.get(Outcome::Complete) - tally.get(Outcome::Refused);
-    assert_eq!(bad, 0, "partial, empty, reset or timed-out clients: {tally}\n{}", server.stderr());
+    assert_eq!(
+        bad,
+        0,
+        "partial, empty, reset or timed-out clients: {tally}\n{}",
+        server.stderr()
+    );
     assert!(stopping, "no STOPPING=1");
 }
 
-/// 5. SIGHUP (reload) every 10 ms during a 64-client load: no client notices.
+/// Item 5: SIGHUP (reload) every 10 ms during a 64-client load: no client notices.
 #[test]
 fn sighup_under_load() {
     let _serial = serial();
     let fortunes = util::file_with(b"one\ntwo\nthree\nfour\n");
-    let (server, addr) = start(Cmd::server().args(["--timeout", "2", "--fortunes"]).arg(&fortunes));
+    let (server, addr) = start(
+        Cmd::server()
+            .args(["--timeout", "2", "--fortunes"])
+            .arg(&fortunes),
+    );
     let pid = Pid::from_raw(server.pid() as i32);
     let done = AtomicBool::new(false);
     let (tally, sent) = std::thread::scope(|scope| {
@@ -447,8 +563,14 @@ fn sighup_under_load() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let reloads = server.log_count("reloaded");
-    figure("sighup", &format!("64 clients for 2 s, {sent} SIGHUPs sent, {reloads} reloads logged: {tally}"));
-    assert!(tally.all_complete() && tally.total() > 0, "clients saw errors during reloads: {tally}");
+    figure(
+        "sighup",
+        &format!("64 clients for 2 s, {sent} SIGHUPs sent, {reloads} reloads logged: {tally}"),
+    );
+    assert!(
+        tally.all_complete() && tally.total() > 0,
+        "clients saw errors during reloads: {tally}"
+    );
     assert!(reloads >= 50, "only {reloads} reloads happened");
     server.stop().assert_code(0);
 }
@@ -457,7 +579,14 @@ fn sighup_under_load() {
 fn reset_client(addr: SocketAddr) {
     if let Ok(s) = TcpStream::connect(addr) {
         let fd = OwnedFd::from(s);
-        let _ = socket::setsockopt(&fd, sockopt::Linger, &nix::libc::linger { l_onoff: 1, l_linger: 0 });
+        let _ = socket::setsockopt(
+            &fd,
+            sockopt::Linger,
+            &nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            },
+        );
     }
 }
 
@@ -474,7 +603,7 @@ fn junk_client(addr: SocketAddr) -> Outcome {
     read_frame(&mut s, Duration::from_secs(10))
 }
 
-/// 6. Clients that reset right after connecting, or send 1 MiB of junk
+/// Item 6: Clients that reset right after connecting, or send 1 MiB of junk
 /// before reading: logged, the others are served, and once the timeout has
 /// passed the service holds as many descriptors and threads as before.
 #[test]
@@ -488,7 +617,8 @@ fn resets_and_junk() {
         let resets = scope.spawn(|| (0..200).for_each(|_| reset_client(addr)));
         let junk: Vec<_> = (0..20).map(|_| scope.spawn(|| junk_client(addr))).collect();
         let mut tally = Tally::default();
-        junk.into_iter().for_each(|j| tally.add(j.join().expect("junk client")));
+        junk.into_iter()
+            .for_each(|j| tally.add(j.join().expect("junk client")));
         resets.join().expect("reset clients");
         stop.store(true, Ordering::Relaxed);
         (normal.join().expect("load").0, tally)
@@ -504,10 +634,20 @@ fn resets_and_junk() {
              resets logged {logged}; fds {fds_before} -> {fds_after}, threads {threads_before} -> {threads_after}"
         ),
     );
-    assert!(normal.all_complete() && normal.total() > 0, "normal clients: {normal}");
-    assert!(junk.all_complete(), "junk clients read their fortune after the junk: {junk}");
+    assert!(
+        normal.all_complete() && normal.total() > 0,
+        "normal clients: {normal}"
+    );
+    assert!(
+        junk.all_complete(),
+        "junk clients read their fortune after the junk: {junk}"
+    );
     assert!(logged > 0, "no reset was logged\n{}", server.stderr());
-    assert_eq!((fds_after, threads_after), (fds_before, threads_before), "descriptors or threads leaked");
+    assert_eq!(
+        (fds_after, threads_after),
+        (fds_before, threads_before),
+        "descriptors or threads leaked"
+    );
     server.stop().assert_code(0);
 }
 
@@ -527,9 +667,20 @@ fn inetd_client_resets_or_vanishes() {
     // A client that resets at once.
     let (server_end, client) = socket_pair();
     let fd = OwnedFd::from(client);
-    socket::setsockopt(&fd, sockopt::Linger, &nix::libc::linger { l_onoff: 1, l_linger: 0 }).expect("SO_LINGER");
+    socket::setsockopt(
+        &fd,
+        sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .expect("SO_LINGER");
     drop(fd);
-    let reset = Cmd::server().arg("--inetd").stdin(OwnedFd::from(server_end)).run(Duration::from_secs(10));
+    let reset = Cmd::server()
+        .arg("--inetd")
+        .stdin(OwnedFd::from(server_end))
+        .run(Duration::from_secs(10));
     reset.assert_code(0);
     // A client that never reads a 4 MB fortune and never closes: the timeout ends it.
     let fortunes = big_fortune(2 << 20);
@@ -554,6 +705,14 @@ fn inetd_client_resets_or_vanishes() {
         ),
     );
     vanished.assert_code(0);
-    assert!(reset.stderr.contains("ended early"), "no log line\n{}", reset.report());
-    assert!(vanished.stderr.contains("timeout"), "no log line\n{}", vanished.report());
+    assert!(
+        reset.stderr.contains("ended early"),
+        "no log line\n{}",
+        reset.report()
+    );
+    assert!(
+        vanished.stderr.contains("timeout"),
+        "no log line\n{}",
+        vanished.report()
+    );
 }
