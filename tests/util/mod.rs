@@ -130,7 +130,9 @@ impl Cmd {
     /// (soft and hard limit: `-n` without `-S`/`-H` sets both).
     pub fn with_fd_limit(self, n: u32) -> Cmd {
         let shown = format!("ulimit -n {n}; exec {}", self.shown);
-        let mut limited = Cmd::new("sh").arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""));
+        let mut limited = Cmd::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""));
         limited.cmd.arg(self.cmd.get_program()).args(self.cmd.get_args());
         for (k, v) in self.cmd.get_envs() {
             match v {
@@ -257,7 +259,13 @@ impl Running {
         // Fields after the ")" closing the command name: utime and stime are the 12th and 13th.
         let fields: Vec<u64> = stat
             .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect())
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         let ticks: u64 = fields.iter().sum();
         // USER_HZ is 100 on every Linux ABI.
