@@ -43,7 +43,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Server as HOST[:PORT] (IPv6 with a port: [::1]:7017).
-    #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1:7017")]
+    #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1:7017", value_parser = check_target)]
     pub target: String,
 
     /// Framing the server speaks.
@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// Refuses what cannot be `HOST[:PORT]` at parse time (usage error, status 2).
+fn check_target(s: &str) -> Result<String, String> {
+    super::parse_target(s).map(|_| s.to_string())
 }
 
 #[cfg(test)]

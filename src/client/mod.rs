@@ -95,9 +95,15 @@ impl Error {
             Failure::Timeout => " (raise --timeout, or check the host and port)",
             _ => "",
         };
+        // SO_RCVTIMEO reports EAGAIN ("Resource temporarily unavailable").
+        let what = if failure == Failure::Timeout {
+            "timed out".to_string()
+        } else {
+            e.to_string()
+        };
         Error {
             failure,
-            message: format!("{doing}: {e}{hint}"),
+            message: format!("{doing}: {what}{hint}"),
         }
     }
 

@@ -12,10 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_fortune-client");
 
 /// The seven fortunes of Qt's example.
 pub fn builtin() -> Vec<String> {
-    fortune_server::fortunes::BUILTIN.iter().map(|s| s.to_string()).collect()
+    fortune_server::fortunes::BUILTIN
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// True if `tool` is on PATH (or is a path that exists). Missing: in CI
@@ -39,7 +43,10 @@ pub fn require(tool: &str) -> bool {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -66,14 +73,28 @@ impl Cmd {
     pub fn new(program: &str) -> Cmd {
         let mut cmd = Command::new(program);
         // Tests set what they need; inherited activation variables would confuse them.
-        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"] {
+        for var in [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "JOURNAL_STREAM",
+        ] {
             cmd.env_remove(var);
         }
-        Cmd { cmd, shown: program.to_string() }
+        Cmd {
+            cmd,
+            shown: program.to_string(),
+        }
     }
 
     pub fn server() -> Cmd {
         Cmd::new(SERVER)
+    }
+
+    pub fn client() -> Cmd {
+        Cmd::new(CLIENT)
     }
 
     /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
@@ -118,7 +139,12 @@ impl Cmd {
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
-        Running { child: Some(child), shown: self.shown, out, err }
+        Running {
+            child: Some(child),
+            shown: self.shown,
+            out,
+            err,
+        }
     }
 }
 
@@ -147,12 +173,21 @@ impl Finished {
 
     /// Asserts the exit code, printing everything if it differs.
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.status.and_then(|s| s.code()), Some(code), "\n{}", self.report());
+        assert_eq!(
+            self.status.and_then(|s| s.code()),
+            Some(code),
+            "\n{}",
+            self.report()
+        );
         self
     }
 
     pub fn assert_stderr_has(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n{}", self.report());
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.report()
+        );
         self
     }
 }
@@ -163,7 +198,9 @@ impl Running {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     /// Waits for exit, up to `limit`; then kills.
@@ -237,7 +274,9 @@ impl Drop for Running {
                     std::fs::read_to_string(&self.err).unwrap_or_default()
                 );
             }
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let end = Instant::now() + Duration::from_secs(5);
             while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < end {
                 std::thread::sleep(Duration::from_millis(10));
@@ -273,13 +312,22 @@ pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 pub fn qt_read(addr: SocketAddr, framing: &str, count: usize) -> Vec<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_reader.py");
     let done = Cmd::new("/usr/bin/python3")
-        .args([script, &addr.ip().to_string(), &addr.port().to_string(), "--framing", framing])
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "--framing",
+            framing,
+        ])
         .args(["--count", &count.to_string()])
         .env("QT_QPA_PLATFORM", "offscreen")
         .env("PYTHONIOENCODING", "utf-8")
         .run(Duration::from_secs(60));
     done.assert_code(0);
-    done.stdout.lines().map(|l| json_string(l).unwrap_or_else(|| panic!("bad line {l:?}\n{}", done.report()))).collect()
+    done.stdout
+        .lines()
+        .map(|l| json_string(l).unwrap_or_else(|| panic!("bad line {l:?}\n{}", done.report())))
+        .collect()
 }
 
 /// Parses one JSON string literal (what qt_reader.py prints).
@@ -319,4 +367,44 @@ pub fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// A misbehaving server for client tests: on 127.0.0.1, answers each of the
+/// first `connections` clients with `reply` (then closes, or holds the
+/// connection open for `hold` first). Its thread ends after that many.
+pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let reply = reply.to_vec();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            if let Ok(mut s) = stream {
+                let _ = s.write_all(&reply);
+                std::thread::sleep(hold);
+            }
+        }
+    });
+    addr
+}
+
+/// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
+/// as Qt's examples that choose a random one; waits up to 10 s.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let tag = format!("pid={pid},");
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text
+            .lines()
+            .find(|l| l.contains(&tag))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        if port.is_some() {
+            return port;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
