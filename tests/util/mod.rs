@@ -377,11 +377,10 @@ pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAd
     let addr = listener.local_addr().expect("local address");
     let reply = reply.to_vec();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(connections) {
-            if let Ok(mut s) = stream {
-                let _ = s.write_all(&reply);
-                std::thread::sleep(hold);
-            }
+        // A failed accept uses up one of `connections` too: the thread stays bounded.
+        for mut s in listener.incoming().take(connections).flatten() {
+            let _ = s.write_all(&reply);
+            std::thread::sleep(hold);
         }
     });
     addr
