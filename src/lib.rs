@@ -5,11 +5,13 @@
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
 //! client, [`server`] is the accept loop, [`linger`] waits for peers to
 //! leave, [`datagram`] answers UDP, [`service`] runs the process's life,
-//! [`notify`] talks to systemd, [`logging`] chooses where logs go.
+//! [`notify`] talks to systemd, [`logging`] chooses where logs go;
+//! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
 pub mod cli;
+pub mod client;
 pub mod connection;
 pub mod datagram;
 pub mod fortunes;

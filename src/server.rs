@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{self, MsgFlags};
 use socket2::{SockFilter, SockRef};
 
 use crate::connection;
@@ -129,7 +132,7 @@ impl Server {
     /// Stops accepting new clients after serving those already queued in the
     /// backlog, and waits (until `deadline`) for every worker to finish.
     /// Returns false if some were still busy at the deadline.
-    pub fn stop(&self, deadline: Instant) -> bool {
+    pub fn stop(self: &Arc<Self>, deadline: Instant) -> bool {
         let _ = self.stop_by.set(deadline);
         if self.bound_here {
             self.close_doors();
@@ -233,7 +236,7 @@ impl Server {
     }
 
     /// Serves what is queued, until the queues are empty or the stop deadline.
-    fn drain_backlogs(&self) {
+    fn drain_backlogs(self: &Arc<Self>) {
         let deadline = self.stop_by.get().copied();
         for (listener, protocol) in &self.listeners {
             while deadline.is_none_or(|d| Instant::now() < d) {
@@ -270,10 +273,16 @@ impl Server {
         }
     }
 
-    /// Marks this worker busy; starts another if none is left waiting.
-    fn begin_busy(self: &Arc<Self>) {
+    fn begin_busy(&self) {
+        self.lock().idle -= 1;
+    }
+
+    /// This worker must wait for a slow reader: starts another if none is
+    /// left waiting for new clients. Not at every accept: under load, busy
+    /// workers are mostly just descheduled for a moment, and growing the pool
+    /// for them only adds threads (and memory) competing for the same CPUs.
+    fn about_to_block(self: &Arc<Self>) {
         let mut workers = self.lock();
-        workers.idle -= 1;
         if workers.idle == 0 && !self.stopping.load(Ordering::Relaxed) {
             if workers.total < self.max_workers {
                 workers.total += 1;
@@ -311,7 +320,19 @@ impl Server {
         })
     }
 
-    fn serve(&self, mut stream: Stream, protocol: Protocol) {
+    /// Sends the frame and shuts down our side. A frame almost always fits
+    /// the socket buffer: one non-blocking write, no timeout to set. Only
+    /// for the rest does this worker wait, bounded by the timeout.
+    fn send(self: &Arc<Self>, stream: &mut Stream, frame: &[u8]) -> io::Result<()> {
+        let sent = send_at_once(stream, frame)?;
+        if sent == frame.len() {
+            return stream.shutdown_write();
+        }
+        self.about_to_block();
+        connection::send(stream, &frame[sent..], self.write_timeout())
+    }
+
+    fn serve(self: &Arc<Self>, mut stream: Stream, protocol: Protocol) {
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         match self.live.frame(protocol, None) {
             None => {
@@ -321,7 +342,7 @@ impl Server {
                     stream.peer()
                 );
             }
-            Some(frame) => match connection::send(&mut stream, &frame, self.write_timeout()) {
+            Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
                     self.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.linger.park(stream);
@@ -333,6 +354,16 @@ impl Server {
             },
         }
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes without waiting, as much as the socket takes at once.
+fn send_at_once(stream: &Stream, frame: &[u8]) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    match socket::send(stream.as_fd().as_raw_fd(), frame, flags) {
+        Ok(n) => Ok(n),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -178,9 +178,10 @@ fn serving_text(store: &Store, described: &[String]) -> String {
     )
 }
 
-/// Lingering clients each hold a descriptor; systemd's default soft limit
-/// (1024) is far below its hard limit, and we never use select(2).
-fn raise_fd_limit() {
+/// Lingering clients each hold a descriptor (so do `fortune-client bench
+/// --idle` ones); systemd's default soft limit (1024) is far below its hard
+/// limit, and we never use select(2).
+pub fn raise_fd_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_fortune-client");
 
 /// The seven fortunes of Qt's example.
 pub fn builtin() -> Vec<String> {
@@ -92,6 +93,10 @@ impl Cmd {
 
     pub fn server() -> Cmd {
         Cmd::new(SERVER)
+    }
+
+    pub fn client() -> Cmd {
+        Cmd::new(CLIENT)
     }
 
     /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
@@ -477,4 +482,43 @@ impl Default for NotifySocket {
     fn default() -> Self {
         NotifySocket::new()
     }
+}
+
+/// A misbehaving server for client tests: on 127.0.0.1, answers each of the
+/// first `connections` clients with `reply` (then closes, or holds the
+/// connection open for `hold` first). Its thread ends after that many.
+pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let reply = reply.to_vec();
+    std::thread::spawn(move || {
+        // A failed accept uses up one of `connections` too: the thread stays bounded.
+        for mut s in listener.incoming().take(connections).flatten() {
+            let _ = s.write_all(&reply);
+            std::thread::sleep(hold);
+        }
+    });
+    addr
+}
+
+/// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
+/// as Qt's examples that choose a random one; waits up to 10 s.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let tag = format!("pid={pid},");
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text
+            .lines()
+            .find(|l| l.contains(&tag))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        if port.is_some() {
+            return port;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
