@@ -58,6 +58,13 @@ pub struct Cli {
     pub log_level: log::LevelFilter,
 }
 
+/// A clap error as one line (clap's own rendering spans several).
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("error: invalid command line");
+    format!("{first} (see --help)")
+}
+
 pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()

@@ -114,12 +114,17 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Activation::Listening { listeners, datagrams } => {
+        Activation::Listening {
+            listeners,
+            datagrams,
+            bound_here,
+        } => {
             let config = service::Config {
                 protocol: cli.protocol,
                 fortunes: cli.fortunes,
                 timeout: cli.timeout,
                 max_connections: cli.max_connections as usize,
+                bound_here,
             };
             service::run(config, store, listeners, datagrams)
         }

@@ -1,15 +1,25 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use fortune_server::{cli::Cli, exit, logging};
 
 fn main() -> ExitCode {
-    let cli = fortune_server::cli::Cli::parse();
-    match fortune_server::run(cli) {
-        Ok(()) => ExitCode::from(fortune_server::exit::OK),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::from(exit::OK);
+        }
         Err(e) => {
-            // One line, for the admin: logs may be off or in the journal.
-            eprintln!("fortune-server: error: {e}");
-            log::error!("{e}");
+            logging::report_fatal(&fortune_server::cli::one_line(&e));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match fortune_server::run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            logging::report_fatal(&format!("error: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -30,6 +30,8 @@ pub struct Config {
     pub fortunes: Vec<PathBuf>,
     pub timeout: Duration,
     pub max_connections: usize,
+    /// The listeners are our own `--listen` sockets (see [`Server::new`]).
+    pub bound_here: bool,
 }
 
 /// Serves until SIGTERM or SIGINT, then stops within `timeout`.
@@ -75,6 +77,7 @@ pub fn run(
         Arc::clone(&stats),
         config.timeout,
         config.max_connections,
+        config.bound_here,
     )
     .map_err(|e| Error::runtime("setting up the accept loop", e))?;
     server
