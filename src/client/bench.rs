@@ -189,6 +189,14 @@ pub fn run(o: &Options) -> Result<Report, Error> {
         })?;
         held.push(stream);
     }
+    // Measure the steady state: wait until the server has answered every
+    // idle connection (peeking leaves the bytes unread).
+    let mut byte = [0u8; 1];
+    for stream in &held {
+        let _ = stream
+            .set_read_timeout(Some(o.timeout))
+            .and_then(|()| stream.peek(&mut byte));
+    }
     let started = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let begin = Instant::now();
