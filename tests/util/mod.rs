@@ -363,3 +363,41 @@ pub fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
     s.read_to_end(&mut buf)?;
     Ok(buf)
 }
+
+/// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
+/// and returns what it showed; fails the test unless every press showed one
+/// of `expected`.
+pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expected: &[String]) -> String {
+    let lines: String = expected.iter().map(|f| json_quote(f) + "\n").collect();
+    let expect = file_with(lines.as_bytes());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_fortune_client.py");
+    let done = Cmd::new("/usr/bin/python3")
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "--client",
+            client,
+        ])
+        .args(["--presses", &presses.to_string()])
+        .arg("--expect")
+        .arg(&expect)
+        .run(Duration::from_secs(120));
+    done.assert_code(0);
+    done.stdout
+}
+
+fn json_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
