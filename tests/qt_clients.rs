@@ -23,7 +23,7 @@ fn tools_present() -> bool {
         "tesseract",
         "systemd-socket-activate",
     ])
-    .fold(true, |all, tool| require(tool) && all)
+    .all(require)
 }
 
 #[test]
