@@ -117,6 +117,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
                 protocol: cli.protocol,
                 fortunes: cli.fortunes,
                 timeout: cli.timeout,
+                idle_exit: cli.idle_exit,
                 max_connections: cli.max_connections as usize,
             };
             service::run(config, store, listeners, datagrams)

@@ -200,6 +200,18 @@ impl Running {
 
     /// Waits for exit, up to `limit`; then kills.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = self.exited_within(limit);
+        if status.is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// Waits for exit, up to `limit`; leaves it running if it has not exited.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         let end = Instant::now() + limit;
         loop {
@@ -207,12 +219,16 @@ impl Running {
                 return Some(status);
             }
             if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
                 return None;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits for it to exit by itself (killed after `limit`) and collects the output.
+    pub fn exit(mut self, limit: Duration) -> Finished {
+        let status = self.wait(limit);
+        self.finish(status)
     }
 
     pub fn stderr(&self) -> String {
