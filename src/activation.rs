@@ -20,6 +20,9 @@ pub enum Activation {
     Listening {
         listeners: Vec<Named<Listener>>,
         datagrams: Vec<Named<UdpSocket>>,
+        /// True for `--listen` sockets: nobody else holds them, so on stop
+        /// this process closes them (inherited ones stay open in systemd).
+        bound_here: bool,
     },
     /// `Accept=yes` or inetd: one connection, then exit.
     Connected(Stream),
@@ -220,7 +223,11 @@ pub fn activate(inetd: bool, listen: &[SocketAddr]) -> Result<Activation, Activa
             Kind::Connected(_) => return Err(ActivationError::ConnectedAmongOthers { fd: raw, count }),
         }
     }
-    Ok(Activation::Listening { listeners, datagrams })
+    Ok(Activation::Listening {
+        listeners,
+        datagrams,
+        bound_here: false,
+    })
 }
 
 /// Listen backlog for sockets we bind: deep enough that a burst of clients
@@ -248,5 +255,6 @@ fn bind(addrs: &[SocketAddr]) -> Result<Activation, ActivationError> {
     Ok(Activation::Listening {
         listeners,
         datagrams: Vec::new(),
+        bound_here: true,
     })
 }

@@ -71,7 +71,7 @@ pub fn one_line(e: &clap::Error) -> String {
     format!("{first} (see --help)")
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;

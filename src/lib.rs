@@ -5,11 +5,13 @@
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
 //! client, [`server`] is the accept loop, [`linger`] waits for peers to
 //! leave, [`datagram`] answers UDP, [`service`] runs the process's life,
-//! [`notify`] talks to systemd, [`logging`] chooses where logs go.
+//! [`notify`] talks to systemd, [`logging`] chooses where logs go;
+//! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
 pub mod cli;
+pub mod client;
 pub mod connection;
 pub mod datagram;
 pub mod fortunes;
@@ -112,13 +114,18 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Activation::Listening { listeners, datagrams } => {
+        Activation::Listening {
+            listeners,
+            datagrams,
+            bound_here,
+        } => {
             let config = service::Config {
                 protocol: cli.protocol,
                 fortunes: cli.fortunes,
                 timeout: cli.timeout,
                 idle_exit: cli.idle_exit,
                 max_connections: cli.max_connections as usize,
+                bound_here,
             };
             service::run(config, store, listeners, datagrams)
         }

@@ -3,15 +3,26 @@
 //! itself, start to finish, the FortuneThread way. The pool grows when every
 //! worker is busy, up to `--max-connections`, and idle extras retire; at the
 //! cap nobody accepts, so new clients wait in the kernel's backlog.
+//!
+//! Stopping serves every client whose handshake completed, including those
+//! still queued in the backlog. Sockets systemd passed stay open in systemd,
+//! which keeps later clients queued for the next start. Sockets bound here
+//! are closed here: first new handshakes are refused entry by a socket filter,
+//! then the backlog is drained, then the socket stops listening, so no client
+//! that believes it is connected is reset.
 
 use std::io::{self, ErrorKind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use std::os::fd::{AsFd, AsRawFd};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{self, MsgFlags};
+use socket2::{SockFilter, SockRef};
 
 use crate::connection;
 use crate::fortunes::Live;
@@ -28,6 +39,20 @@ const RETIRE_AFTER: Duration = Duration::from_secs(5);
 const FD_BACKOFF: Duration = Duration::from_millis(100);
 /// epoll data of the stop eventfd; listeners use their index.
 const WAKE: u64 = u64::MAX;
+/// When stopping, how long handshakes already under way get to complete
+/// (a round trip) before a listener bound here stops listening.
+const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
+
+/// Classic BPF run on each TCP segment reaching a listener (from its TCP
+/// header on): keep segments with ACK set (handshakes completing), drop the
+/// rest, i.e. new connection attempts (a bare SYN). The client retries its
+/// SYN a second later and finds the port closed: refused, not reset.
+const REFUSE_NEW_HANDSHAKES: [SockFilter; 4] = [
+    SockFilter::new(0x30, 0, 0, 13),       // ldb [13]: the flags byte
+    SockFilter::new(0x45, 0, 1, 0x10),     // jset #ACK: next, else skip one
+    SockFilter::new(0x06, 0, 0, u32::MAX), // ret: keep the whole segment
+    SockFilter::new(0x06, 0, 0, 0),        // ret 0: drop
+];
 
 /// What the workers share.
 pub struct Server {
@@ -42,6 +67,10 @@ pub struct Server {
     workers: Mutex<Workers>,
     all_gone: Condvar,
     stopping: AtomicBool,
+    /// The stop deadline, once stopping began: it bounds the last writes.
+    stop_by: OnceLock<Instant>,
+    /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
+    bound_here: bool,
     /// Set while accept fails for lack of descriptors, so it is logged once.
     out_of_fds: AtomicBool,
 }
@@ -60,6 +89,7 @@ impl Server {
         stats: Arc<Stats>,
         timeout: Duration,
         max_connections: usize,
+        bound_here: bool,
     ) -> io::Result<Arc<Server>> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
@@ -81,6 +111,8 @@ impl Server {
             workers: Mutex::default(),
             all_gone: Condvar::new(),
             stopping: AtomicBool::new(false),
+            stop_by: OnceLock::new(),
+            bound_here,
             out_of_fds: AtomicBool::new(false),
         }))
     }
@@ -100,7 +132,12 @@ impl Server {
     /// Stops accepting new clients after serving those already queued in the
     /// backlog, and waits (until `deadline`) for every worker to finish.
     /// Returns false if some were still busy at the deadline.
-    pub fn stop(&self, deadline: Instant) -> bool {
+    pub fn stop(self: &Arc<Self>, deadline: Instant) -> bool {
+        let _ = self.stop_by.set(deadline);
+        if self.bound_here {
+            self.close_doors();
+        }
+        let doors_closed = Instant::now();
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.wake.write(1);
         let mut workers = self.lock();
@@ -115,7 +152,37 @@ impl Server {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        drop(workers);
+        if self.bound_here {
+            // A client whose handshake was under way when the doors closed
+            // believes it is connected: wait for it, serve it, then close.
+            let grace_end = deadline.min(doors_closed + HANDSHAKE_GRACE);
+            std::thread::sleep(grace_end.saturating_duration_since(Instant::now()));
+            self.drain_backlogs();
+            self.stop_listening();
+        }
         true
+    }
+
+    /// Lets no new handshake start on TCP listeners; those completing go on.
+    fn close_doors(&self) {
+        for (listener, _) in &self.listeners {
+            if let Listener::Tcp(tcp) = listener
+                && let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES)
+            {
+                log::warn!("{listener}: cannot hold off new clients while stopping: {e}");
+            }
+        }
+    }
+
+    /// Closes the listening sockets (they are ours alone): from now on
+    /// connection attempts are refused.
+    fn stop_listening(&self) {
+        for (listener, _) in &self.listeners {
+            if let Err(e) = SockRef::from(listener).shutdown(std::net::Shutdown::Read) {
+                log::debug!("{listener}: stop listening: {e}");
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Workers> {
@@ -168,9 +235,11 @@ impl Server {
         self.all_gone.notify_all();
     }
 
-    fn drain_backlogs(&self) {
+    /// Serves what is queued, until the queues are empty or the stop deadline.
+    fn drain_backlogs(self: &Arc<Self>) {
+        let deadline = self.stop_by.get().copied();
         for (listener, protocol) in &self.listeners {
-            loop {
+            while deadline.is_none_or(|d| Instant::now() < d) {
                 match listener.accept() {
                     Ok(stream) => self.serve(stream, *protocol),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -204,10 +273,16 @@ impl Server {
         }
     }
 
-    /// Marks this worker busy; starts another if none is left waiting.
-    fn begin_busy(self: &Arc<Self>) {
+    fn begin_busy(&self) {
+        self.lock().idle -= 1;
+    }
+
+    /// This worker must wait for a slow reader: starts another if none is
+    /// left waiting for new clients. Not at every accept: under load, busy
+    /// workers are mostly just descheduled for a moment, and growing the pool
+    /// for them only adds threads (and memory) competing for the same CPUs.
+    fn about_to_block(self: &Arc<Self>) {
         let mut workers = self.lock();
-        workers.idle -= 1;
         if workers.idle == 0 && !self.stopping.load(Ordering::Relaxed) {
             if workers.total < self.max_workers {
                 workers.total += 1;
@@ -236,7 +311,28 @@ impl Server {
         false
     }
 
-    fn serve(&self, mut stream: Stream, protocol: Protocol) {
+    /// `--timeout`, or less once stopping: the stop deadline bounds every write.
+    fn write_timeout(&self) -> Duration {
+        self.stop_by.get().map_or(self.timeout, |&deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.timeout)
+        })
+    }
+
+    /// Sends the frame and shuts down our side. A frame almost always fits
+    /// the socket buffer: one non-blocking write, no timeout to set. Only
+    /// for the rest does this worker wait, bounded by the timeout.
+    fn send(self: &Arc<Self>, stream: &mut Stream, frame: &[u8]) -> io::Result<()> {
+        let sent = send_at_once(stream, frame)?;
+        if sent == frame.len() {
+            return stream.shutdown_write();
+        }
+        self.about_to_block();
+        connection::send(stream, &frame[sent..], self.write_timeout())
+    }
+
+    fn serve(self: &Arc<Self>, mut stream: Stream, protocol: Protocol) {
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         match self.live.frame(protocol, None) {
             None => {
@@ -246,7 +342,7 @@ impl Server {
                     stream.peer()
                 );
             }
-            Some(frame) => match connection::send(&mut stream, &frame, self.timeout) {
+            Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
                     self.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.linger.park(stream);
@@ -258,6 +354,16 @@ impl Server {
             },
         }
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes without waiting, as much as the socket takes at once.
+fn send_at_once(stream: &Stream, frame: &[u8]) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    match socket::send(stream.as_fd().as_raw_fd(), frame, flags) {
+        Ok(n) => Ok(n),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub timeout: Duration,
     pub idle_exit: Option<Duration>,
     pub max_connections: usize,
+    /// The listeners are our own `--listen` sockets (see [`Server::new`]).
+    pub bound_here: bool,
 }
 
 /// Serves until SIGTERM or SIGINT (or `idle_exit` without a client), then
@@ -78,6 +80,7 @@ pub fn run(
         Arc::clone(&stats),
         config.timeout,
         config.max_connections,
+        config.bound_here,
     )
     .map_err(|e| Error::runtime("setting up the accept loop", e))?;
     server
@@ -231,9 +234,10 @@ fn serving_text(store: &Store, described: &[String]) -> String {
     )
 }
 
-/// Lingering clients each hold a descriptor; systemd's default soft limit
-/// (1024) is far below its hard limit, and we never use select(2).
-fn raise_fd_limit() {
+/// Lingering clients each hold a descriptor (so do `fortune-client bench
+/// --idle` ones); systemd's default soft limit (1024) is far below its hard
+/// limit, and we never use select(2).
+pub fn raise_fd_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_fortune-client");
 
 /// The seven fortunes of Qt's example.
 pub fn builtin() -> Vec<String> {
@@ -66,6 +67,7 @@ pub fn file_with(contents: &[u8]) -> PathBuf {
 pub struct Cmd {
     cmd: Command,
     shown: String,
+    stdin: Option<Stdio>,
 }
 
 impl Cmd {
@@ -85,11 +87,16 @@ impl Cmd {
         Cmd {
             cmd,
             shown: program.to_string(),
+            stdin: None,
         }
     }
 
     pub fn server() -> Cmd {
         Cmd::new(SERVER)
+    }
+
+    pub fn client() -> Cmd {
+        Cmd::new(CLIENT)
     }
 
     /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
@@ -117,6 +124,32 @@ impl Cmd {
         self
     }
 
+    /// Standard input for the process (default: /dev/null), e.g. a socket for `--inetd`.
+    pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Cmd {
+        self.shown.push_str(" <socket");
+        self.stdin = Some(stdin.into());
+        self
+    }
+
+    /// `sh -c 'ulimit -n N; exec CMD'`: the same command with at most `n` descriptors
+    /// (soft and hard limit: `-n` without `-S`/`-H` sets both).
+    pub fn with_fd_limit(self, n: u32) -> Cmd {
+        let shown = format!("ulimit -n {n}; exec {}", self.shown);
+        let mut limited = Cmd::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""));
+        limited.cmd.arg(self.cmd.get_program()).args(self.cmd.get_args());
+        for (k, v) in self.cmd.get_envs() {
+            match v {
+                Some(v) => limited.cmd.env(k, v),
+                None => limited.cmd.env_remove(k),
+            };
+        }
+        limited.shown = shown;
+        limited.stdin = self.stdin;
+        limited
+    }
+
     /// Runs to completion (killed after `limit`).
     pub fn run(self, limit: Duration) -> Finished {
         let mut running = self.spawn();
@@ -129,7 +162,7 @@ impl Cmd {
         let (out, err) = (scratch("stdout"), scratch("stderr"));
         let child = self
             .cmd
-            .stdin(Stdio::null())
+            .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
@@ -225,6 +258,45 @@ impl Running {
         }
     }
 
+    /// Open descriptors of the process (/proc/PID/fd).
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+    }
+
+    /// Threads of the process (/proc/PID/task).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid())).map_or(0, |d| d.count())
+    }
+
+    /// CPU time used so far, user + system (/proc/PID/stat).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the ")" closing the command name: utime and stime are the 12th and 13th.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ticks: u64 = fields.iter().sum();
+        // USER_HZ is 100 on every Linux ABI.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Resident memory in KiB (VmRSS in /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits for it to exit by itself (killed after `limit`) and collects the output.
     pub fn exit(mut self, limit: Duration) -> Finished {
         let status = self.wait(limit);
@@ -260,6 +332,11 @@ impl Running {
             std::fs::read_to_string(&self.out).unwrap_or_default(),
             self.stderr()
         )
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.stderr().lines().filter(|l| l.contains(needle)).count()
     }
 
     /// Waits until the log says the service is serving (or fails the test).
@@ -378,4 +455,124 @@ pub fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// Prints a measured figure for the CI log: to stderr and appended to
+/// `target/tmp/figures.txt`, which tests/run prints after the tests
+/// (cargo test hides a passing test's stderr).
+pub fn figure(test: &str, line: &str) {
+    let line = format!("FIGURE {test}: {line}\n");
+    eprint!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// A NOTIFY_SOCKET for the service to talk to, as systemd's would be.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    pub fn new() -> NotifySocket {
+        let path = scratch("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
+        socket.set_nonblocking(true).expect("non-blocking notify socket");
+        NotifySocket { path, socket }
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+}
+
+impl Default for NotifySocket {
+    fn default() -> Self {
+        NotifySocket::new()
+    }
+}
+
+/// A misbehaving server for client tests: on 127.0.0.1, answers each of the
+/// first `connections` clients with `reply` (then closes, or holds the
+/// connection open for `hold` first). Its thread ends after that many.
+pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let reply = reply.to_vec();
+    std::thread::spawn(move || {
+        // A failed accept uses up one of `connections` too: the thread stays bounded.
+        for mut s in listener.incoming().take(connections).flatten() {
+            let _ = s.write_all(&reply);
+            std::thread::sleep(hold);
+        }
+    });
+    addr
+}
+
+/// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
+/// as Qt's examples that choose a random one; waits up to 10 s.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let tag = format!("pid={pid},");
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text
+            .lines()
+            .find(|l| l.contains(&tag))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        if port.is_some() {
+            return port;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
+/// and returns what it showed; fails the test unless every press showed one
+/// of `expected`.
+pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expected: &[String]) -> String {
+    let lines: String = expected.iter().map(|f| json_quote(f) + "\n").collect();
+    let expect = file_with(lines.as_bytes());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_fortune_client.py");
+    let done = Cmd::new("/usr/bin/python3")
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "--client",
+            client,
+        ])
+        .args(["--presses", &presses.to_string()])
+        .arg("--expect")
+        .arg(&expect)
+        .run(Duration::from_secs(120));
+    done.assert_code(0);
+    done.stdout
+}
+
+fn json_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

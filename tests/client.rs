@@ -1,0 +1,210 @@
+//! fortune-client against the service (every protocol, IPv4 and IPv6), Qt's
+//! own fortuneserver, and servers that misbehave; its exit statuses.
+
+mod util;
+
+use std::time::Duration;
+
+use fortune_server::client::exit;
+use util::{Cmd, builtin, fake_server, free_port, loopback};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The service on a fresh loopback port, listening on `addr` ("HOST:" + port).
+fn service(host: &str, protocol: &str) -> (util::Running, String) {
+    let port = free_port();
+    let addr = format!("{host}:{port}");
+    let running = Cmd::server()
+        .args(["--listen", &addr, "--protocol", protocol])
+        .spawn();
+    running.wait_for_log("Serving");
+    (running, addr)
+}
+
+#[test]
+fn prints_one_fortune_in_every_protocol() {
+    for protocol in ["qt", "qt4", "text"] {
+        let (_server, addr) = service("127.0.0.1", protocol);
+        let done = Cmd::client().args([&addr, "--protocol", protocol]).run(LIMIT);
+        done.assert_code(exit::OK.into());
+        let fortune = done
+            .stdout
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("{}", done.report()));
+        assert!(
+            builtin().iter().any(|b| b == fortune),
+            "{protocol}: {fortune:?}\n{}",
+            done.report()
+        );
+    }
+}
+
+#[test]
+fn ipv6_and_count() {
+    let (_server, addr) = service("[::1]", "qt");
+    let done = Cmd::client().args([&addr, "--count", "3"]).run(LIMIT);
+    done.assert_code(exit::OK.into());
+    let fortunes: Vec<&str> = done
+        .stdout
+        .split("%\n")
+        .map(|f| f.trim_end_matches('\n'))
+        .collect();
+    assert_eq!(fortunes.len(), 3, "{}", done.report());
+    for f in fortunes {
+        assert!(builtin().iter().any(|b| b == f), "{f:?}\n{}", done.report());
+    }
+}
+
+#[test]
+fn reads_qt_fortuneserver() {
+    let qt = "/usr/lib/x86_64-linux-gnu/qt5/examples/network/fortuneserver/fortuneserver";
+    if !util::require(qt) || !util::require("ss") {
+        return;
+    }
+    let server = Cmd::new(qt).env("QT_QPA_PLATFORM", "offscreen").spawn();
+    let port =
+        util::listening_port(server.pid()).unwrap_or_else(|| server.fail("Qt fortuneserver listens nowhere"));
+    let done = Cmd::client()
+        .args([&loopback(port).to_string(), "-n", "2"])
+        .run(LIMIT);
+    done.assert_code(exit::OK.into());
+    // Qt's example has its own seven fortunes, the same as our built-in ones.
+    for f in done.stdout.split("%\n").map(|f| f.trim_end_matches('\n')) {
+        assert!(builtin().iter().any(|b| b == f), "{f:?}\n{}", done.report());
+    }
+}
+
+#[test]
+fn absent_server_is_one_line_and_status_1() {
+    let port = free_port();
+    let done = Cmd::client().arg(format!("127.0.0.1:{port}")).run(LIMIT);
+    done.assert_code(exit::NETWORK.into())
+        .assert_stderr_has("fortune-client: error: cannot connect to 127.0.0.1")
+        .assert_stderr_has("refused");
+    assert_eq!(done.stderr.lines().count(), 1, "{}", done.report());
+    assert!(done.stdout.is_empty(), "{}", done.report());
+}
+
+#[test]
+fn silent_server_times_out() {
+    let addr = fake_server(b"", 1, Duration::from_secs(5));
+    let done = Cmd::client()
+        .args([&addr.to_string(), "--timeout", "0.3"])
+        .run(LIMIT);
+    done.assert_code(exit::NETWORK.into())
+        .assert_stderr_has("timed out");
+}
+
+#[test]
+fn malformed_frames_are_status_3() {
+    let cases: [(&[u8], &str); 5] = [
+        (b"", "short frame: 0 bytes"),
+        (&[0, 0, 0, 10, 0, b'a'], "short frame: 6 of 14 bytes"),
+        (&[0, 0, 0, 3, 0, b'a', 0], "odd UTF-16 byte count 3"),
+        (&[0, 0, 0, 2, 0, b'a', b'!'], "1 bytes after the end of the frame"),
+        (&[0xff, 0xff, 0xff, 0xff], "null QString"),
+    ];
+    for (reply, why) in cases {
+        let addr = fake_server(reply, 1, Duration::ZERO);
+        let done = Cmd::client().arg(addr.to_string()).run(LIMIT);
+        done.assert_code(exit::FRAME.into()).assert_stderr_has(why);
+        assert!(done.stdout.is_empty(), "{}", done.report());
+    }
+}
+
+#[test]
+fn a_qt4_frame_is_not_a_qt_frame() {
+    let addr = fake_server(&[0, 6, 0, 0, 0, 2, 0, b'a'], 1, Duration::ZERO);
+    Cmd::client()
+        .arg(addr.to_string())
+        .run(LIMIT)
+        .assert_code(exit::FRAME.into());
+}
+
+#[test]
+fn bad_targets_are_usage_errors() {
+    for bad in ["host:port", "host:", "[::1"] {
+        Cmd::client()
+            .arg(bad)
+            .run(LIMIT)
+            .assert_code(exit::USAGE.into())
+            .assert_stderr_has("HOST[:PORT]");
+    }
+    Cmd::client()
+        .args(["--count", "0"])
+        .run(LIMIT)
+        .assert_code(exit::USAGE.into());
+}
+
+#[test]
+fn bench_counts_connections_and_prints_json() {
+    let (_server, addr) = service("127.0.0.1", "qt");
+    let done = Cmd::client()
+        .args([
+            "bench",
+            &addr,
+            "--clients",
+            "4",
+            "--connections",
+            "200",
+            "--duration",
+            "20",
+            "--json",
+        ])
+        .run(LIMIT);
+    done.assert_code(exit::OK.into());
+    let json = done.stdout.trim();
+    for field in [
+        "\"clients\":4,",
+        "\"ok\":200,",
+        "\"failed\":0,",
+        "\"malformed\":0",
+        "\"first_error\":null",
+    ] {
+        assert!(json.contains(field), "{field} missing\n{}", done.report());
+    }
+    assert!(json.starts_with('{') && json.ends_with('}'), "{}", done.report());
+}
+
+#[test]
+fn bench_sorts_errors_by_kind() {
+    let odd = fake_server(&[0, 0, 0, 3, 0, b'a', 0], 5, Duration::ZERO);
+    let done = Cmd::client()
+        .args([
+            "bench",
+            &odd.to_string(),
+            "-c",
+            "2",
+            "--connections",
+            "5",
+            "-q",
+            "--json",
+        ])
+        .run(LIMIT);
+    done.assert_code(exit::NETWORK.into());
+    assert!(done.stdout.contains("\"malformed\":5,"), "{}", done.report());
+    assert!(done.stdout.contains("\"ok\":0,"), "{}", done.report());
+
+    let port = free_port();
+    let done = Cmd::client()
+        .args(["bench", &format!("127.0.0.1:{port}"), "--connections", "3", "-q"])
+        .run(LIMIT);
+    done.assert_code(exit::NETWORK.into());
+    assert!(done.stdout.contains("refused 3,"), "{}", done.report());
+    assert!(
+        done.stdout.contains("first error  cannot connect to"),
+        "{}",
+        done.report()
+    );
+}
+
+#[test]
+fn bench_holds_idle_connections_and_shows_progress() {
+    let (_server, addr) = service("127.0.0.1", "qt");
+    let done = Cmd::client()
+        .args(["bench", &addr, "-c", "2", "--idle", "50", "--duration", "1.5"])
+        .run(LIMIT);
+    done.assert_code(exit::OK.into())
+        .assert_stderr_has("bench: 1 s, ");
+    assert!(done.stdout.contains("2 clients, 50 idle"), "{}", done.report());
+}
