@@ -11,7 +11,10 @@ use clap_complete::Shell;
 
 /// Every binary the crate installs, with its man page section (8: a daemon
 /// an admin runs, 1: a user command). A new binary is one more line here.
-const COMMANDS: &[(CommandFn, &str)] = &[(fortune_server::cli::Cli::command, "8")];
+const COMMANDS: &[(CommandFn, &str)] = &[
+    (fortune_server::cli::Cli::command, "8"),
+    (fortune_server::client::cli::ClientCli::command, "1"),
+];
 
 type CommandFn = fn() -> clap::Command;
 
