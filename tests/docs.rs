@@ -51,18 +51,31 @@ fn generate() -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Compares (or, with REGENERATE=1, rewrites) every generated file, and
+/// finds files no listed command generates any more (REGENERATE=1 removes them).
 #[test]
 fn man_pages_and_completions_are_current() {
     let dir = generated_dir();
     let regenerate = std::env::var_os("REGENERATE").is_some_and(|v| v == "1");
+    let generated = generate();
     let mut stale = Vec::new();
-    for (file, contents) in generate() {
-        let path = dir.join(&file);
+    for (file, contents) in &generated {
+        let path = dir.join(file);
         if regenerate {
             std::fs::create_dir_all(path.parent().expect("a parent")).expect("create packaging/generated");
-            std::fs::write(&path, &contents).expect("write generated file");
+            std::fs::write(&path, contents).expect("write generated file");
         } else if std::fs::read(&path).ok().as_deref() != Some(contents.as_slice()) {
-            stale.push(file);
+            stale.push(file.clone());
+        }
+    }
+    let expected: BTreeSet<&String> = generated.iter().map(|(file, _)| file).collect();
+    for file in files_under(&dir) {
+        if !expected.contains(&file) {
+            if regenerate {
+                std::fs::remove_file(dir.join(&file)).expect("remove a stale generated file");
+            } else {
+                stale.push(file);
+            }
         }
     }
     assert!(
@@ -72,29 +85,22 @@ fn man_pages_and_completions_are_current() {
     );
 }
 
-/// Every generated file belongs to a command still listed, and nothing else lies there.
-#[test]
-fn no_stale_generated_files() {
-    let expected: BTreeSet<String> = generate().into_iter().map(|(file, _)| file).collect();
-    let mut found = BTreeSet::new();
-    let mut dirs = vec![generated_dir()];
+/// Paths of the files under `root`, relative to it.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).expect("read packaging/generated") {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
                 dirs.push(path);
             } else {
-                let rel = path
-                    .strip_prefix(generated_dir())
-                    .expect("under packaging/generated");
-                found.insert(rel.to_string_lossy().into_owned());
+                let rel = path.strip_prefix(root).expect("under packaging/generated");
+                files.push(rel.to_string_lossy().into_owned());
             }
         }
     }
-    assert_eq!(
-        found, expected,
-        "packaging/generated/ holds files no command generates (or lacks some)"
-    );
+    files
 }
 
 /// Each binary target (src/main.rs and src/bin/*.rs) has its line in COMMANDS.
