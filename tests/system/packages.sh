@@ -2,8 +2,9 @@
 # The packages, for real. Builds the .deb and the .rpm (packaging/build),
 # lints them (lintian: no error, no warning; rpmlint: no error but
 # no-signature), then in a booted Debian 12 systemd container:
-#   .deb: apt install -> fortune.socket enabled, listening, the Qt reader gets
-#         a fortune; fortunes-min installed -> its fortunes are served;
+#   .deb: apt install (recommends not yet) -> fortune.socket enabled,
+#         listening, the Qt reader gets a built-in fortune; apt install
+#         fortunes-min (what it recommends) -> its fortunes are served;
 #         upgrade to a higher revision -> restarted, still serving;
 #         apt remove -> nothing listens; apt purge -> nothing left.
 #   .rpm: rpm -i --nodeps (Debian's rpm, its own database) -> scriptlets
@@ -140,10 +141,12 @@ except ConnectionRefusedError:
 sys.exit(1)
 EOF
 }
-# Fails unless every fortune on stdin (JSON lines) is an entry of the
-# fortune-mod collection $1 inside the container.
+# Fails unless every fortune on stdin (JSON lines) is an entry of one of the
+# fortune-mod collections (files with a NAME.dat index) in directory $1 inside.
 from_collection() {
-    cexec cat "$1" >"$work/collection" || fail "no $1 in the container"
+    # shellcheck disable=SC2016 # expanded by the shell inside
+    cexec sh -c 'for dat in "$1"/*.dat; do cat "${dat%.dat}" && printf "\n%%\n"; done' sh "$1" \
+        >"$work/collection" || fail "no collection in $1 in the container"
     /usr/bin/python3 -c '
 import json, sys
 entries = {e.strip() for e in open(sys.argv[1], encoding="utf-8").read().split("\n%\n")}
@@ -157,12 +160,18 @@ cput "$deb" "/tmp/pkgs/${deb##*/}"
 cput "$rpm" "/tmp/pkgs/${rpm##*/}"
 
 # --- .deb: install, collection, upgrade, remove, purge ----------------------
+case $(dpkg-deb -f "$deb" Recommends) in
+    *fortunes-min*) ;;
+    *) fail "the .deb does not recommend fortunes-min" ;;
+esac
+# Installed by debootstrap only to leave its .deb (and the package lists) in
+# the container, so that apt installs it again below without a network.
 cexec dpkg --purge fortunes-min >/dev/null
-cexec test ! -e /usr/share/games/fortunes/fortunes || fail "fortunes-min is still installed"
-collection_deb=$(cexec sh -c 'ls /var/cache/apt/archives/fortunes-min_*.deb')
+cexec test ! -e /usr/share/games/fortunes || fail "fortunes-min is still installed"
 
-say "apt install ./${deb##*/} (no fortune collection installed)"
-cexec apt-get install -y -q "/tmp/pkgs/${deb##*/}" >"$work/apt.log" 2>&1 ||
+# Without its recommended collections first: the built-in fortunes.
+say "apt install --no-install-recommends ./${deb##*/}"
+cexec apt-get install -y -q --no-install-recommends "/tmp/pkgs/${deb##*/}" >"$work/apt.log" 2>&1 ||
     { cat "$work/apt.log" >&2; fail "apt install failed"; }
 [ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "fortune.socket is not enabled after install"
 expect_listening "after install"
@@ -171,9 +180,10 @@ say "built-in fortunes: $(head -c 200 "$work/builtin")"
 cexec systemctl is-failed --quiet fortune.service &&
     { show_state; fail "fortune.service failed without a fortune collection"; }
 
-say "dpkg -i fortunes-min (the package's trigger reloads the service)"
-cexec dpkg -i "$collection_deb" >/dev/null
-collection=/usr/share/games/fortunes/fortunes
+say "apt install fortunes-min (the package's trigger reloads the service)"
+cexec apt-get install -y -q fortunes-min >"$work/apt.log" 2>&1 ||
+    { cat "$work/apt.log" >&2; fail "apt install fortunes-min failed"; }
+collection=/usr/share/games/fortunes
 # The reload is asynchronous: allow it 10 s (and at most 50 tries) to take effect.
 deadline=$((SECONDS + 10))
 for i in $(seq 50); do
