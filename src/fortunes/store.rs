@@ -1,0 +1,425 @@
+//! A loaded collection: the files an admin names (or the built-in seven),
+//! opened once, and reading entry `n` of the whole collection.
+//!
+//! A file with a usable `strfile` index stays on disk: reading one entry is
+//! two positioned reads (its offset in the index, then the entry), whatever
+//! the size of the collection. Any other file is read whole at load.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::strfile::{self, Header, IndexError};
+use super::text::{self, TextError};
+use super::BUILTIN;
+use crate::wire::Protocol;
+
+/// What to load: the `--fortunes` paths and whether offensive collections may be served.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub paths: Vec<PathBuf>,
+    pub offensive: bool,
+}
+
+/// Why the collection could not be loaded.
+#[derive(Debug)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+#[derive(Debug)]
+pub enum Problem {
+    Unreadable(std::io::Error),
+    Text(TextError),
+    /// A directory with no fortune file in it (`offensive` of them skipped).
+    NoFortuneFiles { offensive: usize },
+    /// Named on its own without `--offensive`.
+    Offensive,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.problem {
+            Problem::Unreadable(e) => write!(f, "cannot read fortune file {path}: {e}"),
+            Problem::Text(e) => write!(f, "fortune file {path} {e}"),
+            Problem::NoFortuneFiles { offensive: 0 } => write!(
+                f,
+                "fortune directory {path} holds no fortune file (a file NAME with its index NAME.dat, see strfile(1))"
+            ),
+            Problem::NoFortuneFiles { offensive } => write!(
+                f,
+                "fortune directory {path} holds only offensive collections ({offensive}); add --offensive to serve them"
+            ),
+            Problem::Offensive => write!(
+                f,
+                "fortune file {path} is offensive (rot13 index, off/ directory or -o name); add --offensive to serve it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A loaded collection of fortunes; never empty.
+#[derive(Debug)]
+pub struct Store {
+    sources: Vec<Source>,
+    /// `ends[k]`: entries in sources `0..=k`, for picking across files by entry count.
+    ends: Vec<usize>,
+    origin: String,
+    /// No entry is longer than this many bytes.
+    longest: usize,
+    /// Entries whose frame fits a length limit, built on first need per limit.
+    fitting: Mutex<Vec<(Protocol, usize, Arc<[usize]>)>>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Memory(Vec<String>),
+    Indexed(Indexed),
+}
+
+#[derive(Debug)]
+struct Indexed {
+    path: PathBuf,
+    data: File,
+    index: File,
+    data_len: u64,
+    header: Header,
+}
+
+/// Why one entry could not be served.
+#[derive(Debug)]
+pub enum EntryError {
+    Io(PathBuf, std::io::Error),
+    PastEnd { path: PathBuf, offset: u64 },
+    Mismatch { path: PathBuf, offset: u64, why: strfile::EntryError },
+    NotUtf8 { path: PathBuf, offset: u64 },
+    Blank { path: PathBuf, offset: u64 },
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::Io(path, e) => write!(f, "reading {}: {e}", path.display()),
+            EntryError::PastEnd { path, offset } => write!(
+                f,
+                "index of {} points past its end (byte {offset}); run strfile again",
+                path.display()
+            ),
+            EntryError::Mismatch { path, offset, why } => write!(
+                f,
+                "index of {} does not match it at byte {offset}: {why}; run strfile again",
+                path.display()
+            ),
+            EntryError::NotUtf8 { path, offset } => {
+                write!(f, "entry at byte {offset} of {} is not UTF-8, skipped", path.display())
+            }
+            EntryError::Blank { path, offset } => {
+                write!(f, "entry at byte {offset} of {} is blank, skipped", path.display())
+            }
+        }
+    }
+}
+
+impl Store {
+    pub fn builtin() -> Store {
+        Store::new(vec![Source::Memory(BUILTIN.iter().map(|s| s.to_string()).collect())], "built-in".into())
+    }
+
+    /// The built-in fortunes when no path is given, else every named file and
+    /// every fortune file of every named directory, opened now.
+    pub fn load(selection: &Selection) -> Result<Store, LoadError> {
+        if selection.paths.is_empty() {
+            return Ok(Store::builtin());
+        }
+        let mut sources = Vec::new();
+        for path in &selection.paths {
+            add_path(path, selection.offensive, &mut sources)?;
+        }
+        let origin = selection
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Store::new(sources, origin))
+    }
+
+    fn new(sources: Vec<Source>, origin: String) -> Store {
+        let mut total = 0;
+        let ends = sources
+            .iter()
+            .map(|s| {
+                total += s.len();
+                total
+            })
+            .collect();
+        let longest = sources.iter().map(Source::longest).max().unwrap_or(0);
+        Store {
+            sources,
+            ends,
+            origin,
+            longest,
+            fitting: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The number of entries (some may turn out unservable when read).
+    pub fn len(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the fortunes come from, for logs and `STATUS=`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// No entry is longer than this many bytes of UTF-8.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// Entry `n` (`0..len()`) of the whole collection, ready to serve.
+    pub fn entry(&self, n: usize) -> Result<Cow<'_, str>, EntryError> {
+        let k = self.ends.partition_point(|&end| end <= n);
+        let first = if k == 0 { 0 } else { self.ends[k - 1] };
+        match &self.sources[k] {
+            Source::Memory(entries) => Ok(Cow::Borrowed(&entries[n - first])),
+            Source::Indexed(file) => file.entry((n - first) as u32).map(Cow::Owned),
+        }
+    }
+
+    /// The entries whose frame in `protocol` is at most `limit` bytes, found
+    /// once by reading them all (for UDP's 512 bytes: one pick, no retries).
+    pub fn fitting(&self, protocol: Protocol, limit: usize) -> Arc<[usize]> {
+        let mut cache = self.fitting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, list)) = cache.iter().find(|(p, l, _)| (*p, *l) == (protocol, limit)) {
+            return Arc::clone(list);
+        }
+        let list: Arc<[usize]> = (0..self.len())
+            .filter(|&n| {
+                self.entry(n)
+                    .ok()
+                    .and_then(|text| crate::wire::encode(protocol, &text).ok())
+                    .is_some_and(|frame| frame.len() <= limit)
+            })
+            .collect();
+        log::debug!("{} of {} fortunes fit {limit} bytes in {protocol}", list.len(), self.len());
+        cache.push((protocol, limit, Arc::clone(&list)));
+        list
+    }
+}
+
+impl Source {
+    fn len(&self) -> usize {
+        match self {
+            Source::Memory(entries) => entries.len(),
+            Source::Indexed(file) => file.header.count as usize,
+        }
+    }
+
+    fn longest(&self) -> usize {
+        match self {
+            Source::Memory(entries) => entries.iter().map(String::len).max().unwrap_or(0),
+            Source::Indexed(file) => file.header.longest as usize,
+        }
+    }
+}
+
+impl Indexed {
+    fn entry(&self, i: u32) -> Result<String, EntryError> {
+        let io = |e| EntryError::Io(self.path.clone(), e);
+        let mut word = [0u8; 4];
+        self.index.read_exact_at(&mut word, Header::offset_position(i)).map_err(io)?;
+        let offset = u64::from(u32::from_be_bytes(word));
+        let path = || self.path.clone();
+        if offset >= self.data_len {
+            // A permuted table (strfile -r) holds the end-of-file slot among its entries.
+            return Err(if offset == self.data_len && !self.header.in_file_order() {
+                EntryError::Blank { path: path(), offset }
+            } else {
+                EntryError::PastEnd { path: path(), offset }
+            });
+        }
+        let start = offset.saturating_sub(1);
+        let end = (start + self.header.window()).min(self.data_len);
+        let mut window = vec![0u8; (end - start) as usize];
+        self.data.read_exact_at(&mut window, start).map_err(io)?;
+        let bytes = strfile::entry(&window, offset == 0, end == self.data_len, self.header.delimiter)
+            .map_err(|why| EntryError::Mismatch { path: path(), offset, why })?;
+        let utf8 = std::str::from_utf8(bytes).map_err(|_| EntryError::NotUtf8 { path: path(), offset })?;
+        let plain = if self.header.rotated() {
+            Cow::Owned(text::rot13(utf8))
+        } else {
+            Cow::Borrowed(utf8)
+        };
+        text::tidy(&plain).ok_or(EntryError::Blank { path: path(), offset })
+    }
+}
+
+/// A file or a directory of them.
+fn add_path(path: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<(), LoadError> {
+    let fail = |problem| LoadError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
+    if meta.is_dir() {
+        let before = sources.len();
+        let skipped = add_dir(path, offensive, sources)?;
+        if sources.len() == before {
+            return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
+        }
+        return Ok(());
+    }
+    let (source, rotated) = open_file(path)?;
+    if !offensive && is_offensive(path, rotated) {
+        return Err(fail(Problem::Offensive));
+    }
+    sources.push(source);
+    Ok(())
+}
+
+/// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
+/// them, in name order; `off/` too with `offensive`. Returns how many
+/// offensive ones were left out.
+fn add_dir(dir: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<usize, LoadError> {
+    let unreadable = |e| LoadError {
+        path: dir.to_path_buf(),
+        problem: Problem::Unreadable(e),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        // Names that are not UTF-8 cannot be fortune files we would log sensibly; skip them.
+        if let Some(name) = entry.map_err(unreadable)?.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut skipped = 0;
+    for name in &names {
+        if name.starts_with('.') || name.ends_with(".dat") || !present.contains(format!("{name}.dat").as_str()) {
+            continue;
+        }
+        let path = dir.join(name);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let (source, rotated) = open_file(&path)?;
+        if !offensive && is_offensive(&path, rotated) {
+            skipped += 1;
+            continue;
+        }
+        sources.push(source);
+    }
+    let off = dir.join("off");
+    if present.contains("off") && std::fs::metadata(&off).is_ok_and(|m| m.is_dir()) {
+        if offensive {
+            add_dir(&off, true, sources)?;
+        } else {
+            skipped += 1;
+        }
+    }
+    Ok(skipped)
+}
+
+/// fortune-mod's marks of an offensive collection: a rot13 index, an `off`
+/// directory, a name ending in `-o` (BSD).
+fn is_offensive(path: &Path, rotated: bool) -> bool {
+    rotated
+        || path.parent().and_then(Path::file_name).is_some_and(|d| d == "off")
+        || path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-o"))
+}
+
+/// Opens one file, with its index when there is a usable one, else reads it
+/// whole. Also returns whether it is rot13-encoded.
+fn open_file(path: &Path) -> Result<(Source, bool), LoadError> {
+    let fail = |problem| LoadError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let mut data = File::open(path).map_err(|e| fail(Problem::Unreadable(e)))?;
+    let data_len = data.metadata().map_err(|e| fail(Problem::Unreadable(e)))?.len();
+    let mut dat = path.as_os_str().to_owned();
+    dat.push(".dat");
+    let dat = PathBuf::from(dat);
+    let mut rotated = false;
+    match File::open(&dat) {
+        Ok(index) => match check_index(&index, data_len) {
+            Ok(header) => {
+                let indexed = Indexed {
+                    path: path.to_path_buf(),
+                    data,
+                    index,
+                    data_len,
+                    header,
+                };
+                return Ok((Source::Indexed(indexed), header.rotated()));
+            }
+            Err(IndexProblem::Invalid(why, header)) => {
+                rotated = header.is_some_and(|h| h.rotated());
+                log::warn!("{}: {why}; reading {} without it", dat.display(), path.display());
+            }
+            Err(IndexProblem::Io(e)) => {
+                log::warn!("cannot read {}: {e}; reading {} without it", dat.display(), path.display())
+            }
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot open {}: {e}; reading {} without it", dat.display(), path.display()),
+    }
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).map_err(|e| fail(Problem::Unreadable(e)))?;
+    let mut entries = text::parse(&bytes).map_err(|e| fail(Problem::Text(e)))?;
+    if rotated {
+        entries = entries.iter().map(|e| text::rot13(e)).collect();
+    }
+    Ok((Source::Memory(entries), rotated))
+}
+
+enum IndexProblem {
+    Io(std::io::Error),
+    /// With the header, when it parsed, for its rot13 flag.
+    Invalid(IndexError, Option<Header>),
+}
+
+/// Reads the header and the last offset: a few bytes, whatever the size.
+fn check_index(index: &File, data_len: u64) -> Result<Header, IndexProblem> {
+    let mut head = [0u8; strfile::HEADER_LEN];
+    let got = read_at_most(index, &mut head, 0).map_err(IndexProblem::Io)?;
+    let header = Header::parse(&head[..got]).map_err(|e| IndexProblem::Invalid(e, None))?;
+    let index_len = index.metadata().map_err(IndexProblem::Io)?.len();
+    let mut last = [0u8; 4];
+    // A short read leaves zeros; check() then reports the size first.
+    read_at_most(index, &mut last, Header::offset_position(header.count)).map_err(IndexProblem::Io)?;
+    header
+        .check(index_len, data_len, u32::from_be_bytes(last))
+        .map_err(|e| IndexProblem::Invalid(e, Some(header)))?;
+    Ok(header)
+}
+
+/// Like `read_exact_at`, but a short file is not an error: returns the count.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
