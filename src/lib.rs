@@ -24,7 +24,7 @@ pub mod wire;
 use std::fmt;
 
 use activation::{Activation, ActivationError};
-use fortunes::{Live, LoadError, Selection, Store};
+use fortunes::{Live, LoadError, Opening, Selection, Store};
 
 /// Stack size of every thread we start: they hold a few small buffers only.
 pub const THREAD_STACK: usize = 128 * 1024;
@@ -106,7 +106,12 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         paths: cli.fortunes,
         offensive: cli.offensive,
     };
-    let store = Store::load(&selection)?;
+    // One connection per process: open only the file picked (see Opening::Lazy).
+    let opening = match activation {
+        Activation::Connected(_) => Opening::Lazy,
+        Activation::Listening { .. } => Opening::Eager,
+    };
+    let store = Store::load(&selection, opening)?;
     match activation {
         Activation::Connected(stream) => {
             let live = Live::new(store, cli.daily);

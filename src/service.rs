@@ -13,7 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
-use crate::fortunes::{Live, Selection, Store};
+use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::linger::Linger;
 use crate::notify::{self, Stats};
 use crate::server::Server;
@@ -154,7 +154,7 @@ fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
 /// Returns the new "Serving ..." status text.
 fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
     notify::reloading();
-    match Store::load(selection) {
+    match Store::load(selection, Opening::Eager) {
         Ok(store) => {
             log::info!("reloaded {} fortunes ({})", store.len(), store.origin());
             live.replace(store);

@@ -9,11 +9,12 @@ pub fn today() -> Date {
     jiff::ZonedDateTime::now().date()
 }
 
-/// The position of `date`'s fortune among `n` (> 0). Fixed arithmetic, not a
-/// library RNG, so that it never changes between builds.
-pub fn index(date: Date, n: usize) -> usize {
+/// The position of `date`'s fortune among `n` (> 0); `attempt` > 0 gives
+/// the day's fallbacks when that entry cannot be served. Fixed arithmetic,
+/// not a library RNG, so that it never changes between builds.
+pub fn index(date: Date, attempt: u64, n: usize) -> usize {
     let day = (i64::from(date.year()) * 12 + i64::from(date.month())) * 31 + i64::from(date.day());
-    (splitmix64(day as u64) % n as u64) as usize
+    (splitmix64(splitmix64(day as u64) ^ attempt) % n as u64) as usize
 }
 
 /// SplitMix64's output function: neighbouring days land far apart.
@@ -39,10 +40,11 @@ mod tests {
     #[test]
     fn same_day_same_fortune_next_day_another() {
         let n = 10_000;
-        assert_eq!(index(date(2026, 11, 24), n), index(date(2026, 11, 24), n));
-        let days: Vec<usize> = (1..=28).map(|d| index(date(2026, 2, d), n)).collect();
+        assert_eq!(index(date(2026, 11, 24), 0, n), index(date(2026, 11, 24), 0, n));
+        assert_ne!(index(date(2026, 11, 24), 0, n), index(date(2026, 11, 24), 1, n));
+        let days: Vec<usize> = (1..=28).map(|d| index(date(2026, 2, d), 0, n)).collect();
         assert!(days.windows(2).all(|w| w[0] != w[1]), "{days:?}");
         assert!(days.iter().all(|&i| i < n));
-        assert_eq!(index(date(2026, 2, 1), 1), 0);
+        assert_eq!(index(date(2026, 2, 1), 0, 1), 0);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use rand::RngExt;
 
-pub use store::{LoadError, Problem, Selection, Store};
+pub use store::{EntryError, LoadError, Opening, Problem, Selection, Store};
 
 use crate::wire::{self, Protocol};
 
@@ -65,28 +65,30 @@ impl Live {
     /// One frame of a fortune that fits `protocol` (qt4's 64 KiB) and
     /// `max_len` (one UDP datagram): random and never the one served just
     /// before (the Qt clients re-request at once on a repeat), or today's
-    /// with `--daily`. `None` only if no entry fits or [`TRIES`] entries in
-    /// a row are unservable.
+    /// with `--daily`. An entry that cannot be served (see [`EntryError`]) is
+    /// logged and another drawn, [`TRIES`] times at most, which keeps the
+    /// draw uniform over the servable ones. `None` only if no entry fits or
+    /// none of those drawn could be served.
     pub fn frame(&self, protocol: Protocol, max_len: Option<usize>) -> Option<Vec<u8>> {
         let store = self.store();
         let limit = frame_limit(protocol, max_len);
-        // Only when some entry might not fit: then choose among those that do.
+        // When some entry may not fit and all are known, draw among those that do.
         let fitting = limit
-            .filter(|&limit| worst_frame(protocol, store.longest()) > limit)
+            .filter(|&limit| store.longest().is_some_and(|l| worst_frame(protocol, l) > limit))
             .map(|limit| store.fitting(protocol, limit));
         let n = fitting.as_ref().map_or(store.len(), |f| f.len());
         if n == 0 {
             return None;
         }
         let entry_of = |k: usize| fitting.as_ref().map_or(k, |f| f[k]);
-        let (start, previous) = if self.daily {
-            (daily::index(daily::today(), n), None)
-        } else {
-            let previous = Some(self.last.load(Ordering::Relaxed)).filter(|&i| i != usize::MAX);
-            (random_start(n, |k| Some(entry_of(k)) == previous), previous)
-        };
-        for k in probe(start, n, |k| Some(entry_of(k)) == previous) {
-            let i = entry_of(k);
+        let previous = Some(self.last.load(Ordering::Relaxed)).filter(|&i| i != usize::MAX && !self.daily);
+        let today = self.daily.then(daily::today);
+        let draws = (0..TRIES).map(|attempt| match today {
+            Some(date) => entry_of(daily::index(date, attempt as u64, n)),
+            None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
+        });
+        // The previous fortune as the last resort: better a repeat than nothing.
+        for i in draws.chain(previous) {
             match store.entry(i) {
                 Ok(text) => match wire::encode(protocol, &text) {
                     Ok(frame) if limit.is_none_or(|limit| frame.len() <= limit) => {
@@ -99,14 +101,14 @@ impl Live {
                 Err(e) => log::warn!("{e}"),
             }
         }
-        log::warn!("{TRIES} fortunes in a row of {} could not be served", store.origin());
+        log::warn!("no servable fortune among {TRIES} drawn from {}", store.origin());
         None
     }
 }
 
 /// A uniformly random position in `0..n`, not one `is_previous` says was
 /// served last when there is another.
-fn random_start(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
+fn random_other(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
     let mut rng = rand::rng();
     let k = rng.random_range(0..n);
     if n > 1 && is_previous(k) {
@@ -115,16 +117,6 @@ fn random_start(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
     } else {
         k
     }
-}
-
-/// Positions to try from `start` when entries turn out unservable: the next
-/// ones in turn (at most [`TRIES`]), the previous fortune only as the last
-/// resort.
-fn probe(start: usize, n: usize, is_previous: impl Fn(usize) -> bool) -> impl Iterator<Item = usize> {
-    let order: Vec<usize> = (0..n.min(TRIES)).map(|j| (start + j) % n).collect();
-    let (mut others, last): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&k| !is_previous(k));
-    others.extend(last);
-    others.into_iter()
 }
 
 /// The largest frame `protocol` and `max_len` allow, if any.
@@ -157,11 +149,11 @@ mod tests {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
         std::fs::write(&file, entries.join("\n%\n")).unwrap();
-        let store = Store::load(&Selection {
+        let selection = Selection {
             paths: vec![file.clone()],
             offensive: false,
-        })
-        .unwrap();
+        };
+        let store = Store::load(&selection, Opening::Eager).unwrap();
         std::fs::remove_file(file).unwrap();
         Live::new(store, daily)
     }
@@ -207,12 +199,18 @@ mod tests {
         let live = live_of(&[&long, "short one", &long, "short two", &long], false);
         for _ in 0..100 {
             let frame = live.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)).unwrap();
-            assert!(frame == b"short one\r\n" || frame == b"short two\r\n", "{frame:?}");
+            assert!(
+                frame == b"short one\r\n" || frame == b"short two\r\n",
+                "{frame:?}"
+            );
         }
         // Over TCP the long ones are served too.
         assert!((0..100).any(|_| live.frame(Protocol::Text, None).unwrap().len() > 600));
         let none_fit = live_of(&[&long], false);
-        assert_eq!(none_fit.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)), None);
+        assert_eq!(
+            none_fit.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)),
+            None
+        );
     }
 
     #[test]
@@ -220,7 +218,10 @@ mod tests {
         for text in ["\n\n\n", "é", "\u{10000}", "abc", "日本"] {
             for protocol in Protocol::ALL {
                 let frame = wire::encode(protocol, text).unwrap();
-                assert!(frame.len() <= worst_frame(protocol, text.len()), "{protocol} {text:?}");
+                assert!(
+                    frame.len() <= worst_frame(protocol, text.len()),
+                    "{protocol} {text:?}"
+                );
             }
         }
     }
@@ -234,9 +235,8 @@ mod tests {
     }
 
     #[test]
-    fn probing_puts_the_previous_last() {
-        let order: Vec<usize> = probe(3, 5, |k| k == 4).collect();
-        assert_eq!(order, [3, 0, 1, 2, 4]);
-        assert_eq!(probe(0, 100, |_| false).count(), TRIES);
+    fn random_other_avoids_the_previous() {
+        assert!((0..1000).all(|_| random_other(3, |k| k == 1) != 1));
+        assert_eq!(random_other(1, |k| k == 0), 0);
     }
 }

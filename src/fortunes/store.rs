@@ -12,11 +12,11 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use super::BUILTIN;
 use super::strfile::{self, Header, IndexError};
 use super::text::{self, TextError};
-use super::BUILTIN;
 use crate::wire::Protocol;
 
 /// What to load: the `--fortunes` paths and whether offensive collections may be served.
@@ -38,7 +38,9 @@ pub enum Problem {
     Unreadable(std::io::Error),
     Text(TextError),
     /// A directory with no fortune file in it (`offensive` of them skipped).
-    NoFortuneFiles { offensive: usize },
+    NoFortuneFiles {
+        offensive: usize,
+    },
     /// Named on its own without `--offensive`.
     Offensive,
 }
@@ -67,6 +69,19 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// When to open the files of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// Open and check every file now: the long-running service reports every
+    /// problem before it serves, and holds the files open.
+    Eager,
+    /// Only list directories and size each index (its entry count) now, and
+    /// open a file when one of its entries is picked: one connection per
+    /// process (`Accept=yes`) then costs the same whatever the collection.
+    /// Files named on their own are still opened now.
+    Lazy,
+}
+
 /// A loaded collection of fortunes; never empty.
 #[derive(Debug)]
 pub struct Store {
@@ -74,21 +89,33 @@ pub struct Store {
     /// `ends[k]`: entries in sources `0..=k`, for picking across files by entry count.
     ends: Vec<usize>,
     origin: String,
-    /// No entry is longer than this many bytes.
-    longest: usize,
+    /// Serve offensive files found on a pick ([`Opening::Lazy`]).
+    offensive: bool,
+    /// No entry is longer than this many bytes (`None`: some file not opened yet).
+    longest: Option<usize>,
     /// Entries whose frame fits a length limit, built on first need per limit.
     fitting: Mutex<Vec<(Protocol, usize, Arc<[usize]>)>>,
 }
 
+/// One fortune file, opened at load or on first pick.
 #[derive(Debug)]
-enum Source {
+struct Source {
+    path: PathBuf,
+    /// Entries counted for the pick: the index's, or the parsed file's.
+    count: usize,
+    content: OnceLock<Content>,
+}
+
+#[derive(Debug)]
+enum Content {
     Memory(Vec<String>),
     Indexed(Indexed),
+    /// Found unusable when opened on a pick (lazy): why, for the log.
+    Refused(String),
 }
 
 #[derive(Debug)]
 struct Indexed {
-    path: PathBuf,
     data: File,
     index: File,
     data_len: u64,
@@ -99,10 +126,27 @@ struct Indexed {
 #[derive(Debug)]
 pub enum EntryError {
     Io(PathBuf, std::io::Error),
-    PastEnd { path: PathBuf, offset: u64 },
-    Mismatch { path: PathBuf, offset: u64, why: strfile::EntryError },
-    NotUtf8 { path: PathBuf, offset: u64 },
-    Blank { path: PathBuf, offset: u64 },
+    PastEnd {
+        path: PathBuf,
+        offset: u64,
+    },
+    Mismatch {
+        path: PathBuf,
+        offset: u64,
+        why: strfile::EntryError,
+    },
+    NotUtf8 {
+        path: PathBuf,
+        offset: u64,
+    },
+    Blank {
+        path: PathBuf,
+        offset: u64,
+    },
+    Refused {
+        path: PathBuf,
+        why: String,
+    },
 }
 
 impl fmt::Display for EntryError {
@@ -120,29 +164,40 @@ impl fmt::Display for EntryError {
                 path.display()
             ),
             EntryError::NotUtf8 { path, offset } => {
-                write!(f, "entry at byte {offset} of {} is not UTF-8, skipped", path.display())
+                write!(
+                    f,
+                    "entry at byte {offset} of {} is not UTF-8, skipped",
+                    path.display()
+                )
             }
             EntryError::Blank { path, offset } => {
-                write!(f, "entry at byte {offset} of {} is blank, skipped", path.display())
+                write!(
+                    f,
+                    "entry at byte {offset} of {} is blank, skipped",
+                    path.display()
+                )
             }
+            EntryError::Refused { path, why } => write!(f, "not serving {}: {why}", path.display()),
         }
     }
 }
 
 impl Store {
     pub fn builtin() -> Store {
-        Store::new(vec![Source::Memory(BUILTIN.iter().map(|s| s.to_string()).collect())], "built-in".into())
+        let entries: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
+        let source = Source::opened(PathBuf::from("built-in"), Content::Memory(entries));
+        Store::new(vec![source], "built-in".into(), false)
     }
 
     /// The built-in fortunes when no path is given, else every named file and
-    /// every fortune file of every named directory, opened now.
-    pub fn load(selection: &Selection) -> Result<Store, LoadError> {
+    /// every fortune file of every named directory.
+    pub fn load(selection: &Selection, opening: Opening) -> Result<Store, LoadError> {
         if selection.paths.is_empty() {
             return Ok(Store::builtin());
         }
         let mut sources = Vec::new();
         for path in &selection.paths {
-            add_path(path, selection.offensive, &mut sources)?;
+            add_path(path, selection.offensive, opening, &mut sources)?;
         }
         let origin = selection
             .paths
@@ -150,24 +205,28 @@ impl Store {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        Ok(Store::new(sources, origin))
+        Ok(Store::new(sources, origin, selection.offensive))
     }
 
-    fn new(sources: Vec<Source>, origin: String) -> Store {
+    fn new(sources: Vec<Source>, origin: String, offensive: bool) -> Store {
         let mut total = 0;
         let ends = sources
             .iter()
             .map(|s| {
-                total += s.len();
+                total += s.count;
                 total
             })
             .collect();
-        let longest = sources.iter().map(Source::longest).max().unwrap_or(0);
+        let longest: Option<Vec<usize>> = sources
+            .iter()
+            .map(|s| s.content.get().map(Content::longest))
+            .collect();
         Store {
             sources,
             ends,
             origin,
-            longest,
+            offensive,
+            longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
         }
     }
@@ -186,8 +245,9 @@ impl Store {
         &self.origin
     }
 
-    /// No entry is longer than this many bytes of UTF-8.
-    pub fn longest(&self) -> usize {
+    /// No entry is longer than this many bytes of UTF-8; `None` while some
+    /// file is not opened yet ([`Opening::Lazy`]).
+    pub fn longest(&self) -> Option<usize> {
         self.longest
     }
 
@@ -195,9 +255,16 @@ impl Store {
     pub fn entry(&self, n: usize) -> Result<Cow<'_, str>, EntryError> {
         let k = self.ends.partition_point(|&end| end <= n);
         let first = if k == 0 { 0 } else { self.ends[k - 1] };
-        match &self.sources[k] {
-            Source::Memory(entries) => Ok(Cow::Borrowed(&entries[n - first])),
-            Source::Indexed(file) => file.entry((n - first) as u32).map(Cow::Owned),
+        let source = &self.sources[k];
+        let i = n - first;
+        match source.content.get_or_init(|| source.open(self.offensive)) {
+            // A file read whole after its index failed may count otherwise than the index did.
+            Content::Memory(entries) => Ok(Cow::Borrowed(&entries[i % entries.len()])),
+            Content::Indexed(file) => file.entry(&source.path, i as u32).map(Cow::Owned),
+            Content::Refused(why) => Err(EntryError::Refused {
+                path: source.path.clone(),
+                why: why.clone(),
+            }),
         }
     }
 
@@ -216,35 +283,59 @@ impl Store {
                     .is_some_and(|frame| frame.len() <= limit)
             })
             .collect();
-        log::debug!("{} of {} fortunes fit {limit} bytes in {protocol}", list.len(), self.len());
+        log::debug!(
+            "{} of {} fortunes fit {limit} bytes in {protocol}",
+            list.len(),
+            self.len()
+        );
         cache.push((protocol, limit, Arc::clone(&list)));
         list
     }
 }
 
 impl Source {
-    fn len(&self) -> usize {
-        match self {
-            Source::Memory(entries) => entries.len(),
-            Source::Indexed(file) => file.header.count as usize,
+    fn opened(path: PathBuf, content: Content) -> Source {
+        let count = match &content {
+            Content::Memory(entries) => entries.len(),
+            Content::Indexed(file) => file.header.count as usize,
+            Content::Refused(_) => 0,
+        };
+        Source {
+            path,
+            count,
+            content: OnceLock::from(content),
         }
     }
 
+    /// A directory member opened on its first pick ([`Opening::Lazy`]).
+    fn open(&self, offensive: bool) -> Content {
+        match open_file(&self.path) {
+            Ok((_, true)) if !offensive => Content::Refused("its index says it is offensive (rot13)".into()),
+            Ok((content, _)) => content,
+            Err(e) => Content::Refused(e.to_string()),
+        }
+    }
+}
+
+impl Content {
     fn longest(&self) -> usize {
         match self {
-            Source::Memory(entries) => entries.iter().map(String::len).max().unwrap_or(0),
-            Source::Indexed(file) => file.header.longest as usize,
+            Content::Memory(entries) => entries.iter().map(String::len).max().unwrap_or(0),
+            Content::Indexed(file) => file.header.longest as usize,
+            Content::Refused(_) => 0,
         }
     }
 }
 
 impl Indexed {
-    fn entry(&self, i: u32) -> Result<String, EntryError> {
-        let io = |e| EntryError::Io(self.path.clone(), e);
+    fn entry(&self, path: &Path, i: u32) -> Result<String, EntryError> {
+        let io = |e| EntryError::Io(path.to_path_buf(), e);
         let mut word = [0u8; 4];
-        self.index.read_exact_at(&mut word, Header::offset_position(i)).map_err(io)?;
+        self.index
+            .read_exact_at(&mut word, Header::offset_position(i))
+            .map_err(io)?;
         let offset = u64::from(u32::from_be_bytes(word));
-        let path = || self.path.clone();
+        let path = || path.to_path_buf();
         if offset >= self.data_len {
             // A permuted table (strfile -r) holds the end-of-file slot among its entries.
             return Err(if offset == self.data_len && !self.header.in_file_order() {
@@ -258,7 +349,11 @@ impl Indexed {
         let mut window = vec![0u8; (end - start) as usize];
         self.data.read_exact_at(&mut window, start).map_err(io)?;
         let bytes = strfile::entry(&window, offset == 0, end == self.data_len, self.header.delimiter)
-            .map_err(|why| EntryError::Mismatch { path: path(), offset, why })?;
+            .map_err(|why| EntryError::Mismatch {
+                path: path(),
+                offset,
+                why,
+            })?;
         let utf8 = std::str::from_utf8(bytes).map_err(|_| EntryError::NotUtf8 { path: path(), offset })?;
         let plain = if self.header.rotated() {
             Cow::Owned(text::rot13(utf8))
@@ -270,7 +365,12 @@ impl Indexed {
 }
 
 /// A file or a directory of them.
-fn add_path(path: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<(), LoadError> {
+fn add_path(
+    path: &Path,
+    offensive: bool,
+    opening: Opening,
+    sources: &mut Vec<Source>,
+) -> Result<(), LoadError> {
     let fail = |problem| LoadError {
         path: path.to_path_buf(),
         problem,
@@ -278,24 +378,29 @@ fn add_path(path: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<(
     let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
     if meta.is_dir() {
         let before = sources.len();
-        let skipped = add_dir(path, offensive, sources)?;
+        let skipped = add_dir(path, offensive, opening, sources)?;
         if sources.len() == before {
             return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
         }
         return Ok(());
     }
-    let (source, rotated) = open_file(path)?;
-    if !offensive && is_offensive(path, rotated) {
+    let (content, rotated) = open_file(path)?;
+    if !offensive && (rotated || offensive_by_name(path)) {
         return Err(fail(Problem::Offensive));
     }
-    sources.push(source);
+    sources.push(Source::opened(path.to_path_buf(), content));
     Ok(())
 }
 
 /// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
 /// them, in name order; `off/` too with `offensive`. Returns how many
 /// offensive ones were left out.
-fn add_dir(dir: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<usize, LoadError> {
+fn add_dir(
+    dir: &Path,
+    offensive: bool,
+    opening: Opening,
+    sources: &mut Vec<Source>,
+) -> Result<usize, LoadError> {
     let unreadable = |e| LoadError {
         path: dir.to_path_buf(),
         problem: Problem::Unreadable(e),
@@ -311,24 +416,42 @@ fn add_dir(dir: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<usi
     let present: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut skipped = 0;
     for name in &names {
-        if name.starts_with('.') || name.ends_with(".dat") || !present.contains(format!("{name}.dat").as_str()) {
+        let dat = format!("{name}.dat");
+        if name.starts_with('.') || name.ends_with(".dat") || !present.contains(dat.as_str()) {
             continue;
         }
         let path = dir.join(name);
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        let (source, rotated) = open_file(&path)?;
-        if !offensive && is_offensive(&path, rotated) {
+        if !offensive && offensive_by_name(&path) {
             skipped += 1;
             continue;
         }
-        sources.push(source);
+        // Lazy: the index's size gives the entry count, one stat per file.
+        let lazy_count = (opening == Opening::Lazy)
+            .then(|| std::fs::metadata(dir.join(&dat)).ok())
+            .flatten()
+            .and_then(|m| Header::count_from_len(m.len()));
+        if let Some(count) = lazy_count {
+            sources.push(Source {
+                path,
+                count,
+                content: OnceLock::new(),
+            });
+            continue;
+        }
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let (content, rotated) = open_file(&path)?;
+        if !offensive && rotated {
+            skipped += 1;
+            continue;
+        }
+        sources.push(Source::opened(path, content));
     }
     let off = dir.join("off");
     if present.contains("off") && std::fs::metadata(&off).is_ok_and(|m| m.is_dir()) {
         if offensive {
-            add_dir(&off, true, sources)?;
+            add_dir(&off, true, opening, sources)?;
         } else {
             skipped += 1;
         }
@@ -336,17 +459,21 @@ fn add_dir(dir: &Path, offensive: bool, sources: &mut Vec<Source>) -> Result<usi
     Ok(skipped)
 }
 
-/// fortune-mod's marks of an offensive collection: a rot13 index, an `off`
-/// directory, a name ending in `-o` (BSD).
-fn is_offensive(path: &Path, rotated: bool) -> bool {
-    rotated
-        || path.parent().and_then(Path::file_name).is_some_and(|d| d == "off")
-        || path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-o"))
+/// fortune-mod's marks of an offensive collection other than its index's
+/// rot13 flag: an `off` directory, a name ending in `-o` (BSD).
+fn offensive_by_name(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "off")
+        || path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-o"))
 }
 
 /// Opens one file, with its index when there is a usable one, else reads it
 /// whole. Also returns whether it is rot13-encoded.
-fn open_file(path: &Path) -> Result<(Source, bool), LoadError> {
+fn open_file(path: &Path) -> Result<(Content, bool), LoadError> {
     let fail = |problem| LoadError {
         path: path.to_path_buf(),
         problem,
@@ -361,32 +488,40 @@ fn open_file(path: &Path) -> Result<(Source, bool), LoadError> {
         Ok(index) => match check_index(&index, data_len) {
             Ok(header) => {
                 let indexed = Indexed {
-                    path: path.to_path_buf(),
                     data,
                     index,
                     data_len,
                     header,
                 };
-                return Ok((Source::Indexed(indexed), header.rotated()));
+                return Ok((Content::Indexed(indexed), header.rotated()));
             }
             Err(IndexProblem::Invalid(why, header)) => {
                 rotated = header.is_some_and(|h| h.rotated());
                 log::warn!("{}: {why}; reading {} without it", dat.display(), path.display());
             }
             Err(IndexProblem::Io(e)) => {
-                log::warn!("cannot read {}: {e}; reading {} without it", dat.display(), path.display())
+                log::warn!(
+                    "cannot read {}: {e}; reading {} without it",
+                    dat.display(),
+                    path.display()
+                )
             }
         },
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => log::warn!("cannot open {}: {e}; reading {} without it", dat.display(), path.display()),
+        Err(e) => log::warn!(
+            "cannot open {}: {e}; reading {} without it",
+            dat.display(),
+            path.display()
+        ),
     }
     let mut bytes = Vec::new();
-    data.read_to_end(&mut bytes).map_err(|e| fail(Problem::Unreadable(e)))?;
+    data.read_to_end(&mut bytes)
+        .map_err(|e| fail(Problem::Unreadable(e)))?;
     let mut entries = text::parse(&bytes).map_err(|e| fail(Problem::Text(e)))?;
     if rotated {
         entries = entries.iter().map(|e| text::rot13(e)).collect();
     }
-    Ok((Source::Memory(entries), rotated))
+    Ok((Content::Memory(entries), rotated))
 }
 
 enum IndexProblem {

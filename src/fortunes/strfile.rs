@@ -48,13 +48,22 @@ impl fmt::Display for IndexError {
             IndexError::NoEntries => write!(f, "it counts no entries"),
             IndexError::Delimiter(d) => write!(f, "delimiter byte {d:#04x} is not a printable character"),
             IndexError::Lengths { shortest, longest } => {
-                write!(f, "shortest entry ({shortest} bytes) is longer than the longest ({longest})")
+                write!(
+                    f,
+                    "shortest entry ({shortest} bytes) is longer than the longest ({longest})"
+                )
             }
             IndexError::Size { expected, actual } => {
-                write!(f, "{actual} bytes where its header implies {expected} (truncated?)")
+                write!(
+                    f,
+                    "{actual} bytes where its header implies {expected} (truncated?)"
+                )
             }
             IndexError::LongestPastEnd { longest, data_len } => {
-                write!(f, "longest entry ({longest} bytes) exceeds the {data_len}-byte file")
+                write!(
+                    f,
+                    "longest entry ({longest} bytes) exceeds the {data_len}-byte file"
+                )
             }
             IndexError::EndOffset { offset, data_len } => write!(
                 f,
@@ -69,7 +78,8 @@ impl Header {
         let Some(head) = bytes.get(..HEADER_LEN) else {
             return Err(IndexError::Short { len: bytes.len() });
         };
-        let word = |i: usize| u32::from_be_bytes([head[4 * i], head[4 * i + 1], head[4 * i + 2], head[4 * i + 3]]);
+        let word =
+            |i: usize| u32::from_be_bytes([head[4 * i], head[4 * i + 1], head[4 * i + 2], head[4 * i + 3]]);
         let header = Header {
             count: word(1),
             longest: word(2),
@@ -134,6 +144,12 @@ impl Header {
             });
         }
         Ok(())
+    }
+
+    /// The entry count a well-formed index of `len` bytes holds.
+    pub fn count_from_len(len: u64) -> Option<usize> {
+        let table = len.checked_sub(HEADER_LEN as u64 + 4)?;
+        (table % 4 == 0 && table > 0).then_some((table / 4) as usize)
     }
 
     /// How many bytes to read for one entry: the byte before it (which must
@@ -225,6 +241,10 @@ mod tests {
         assert_eq!(Header::offset_position(2), 32);
         assert_eq!(h.check(36, 9, 9), Ok(()));
         assert_eq!(h.window(), 6);
+        assert_eq!(Header::count_from_len(36), Some(2));
+        assert_eq!(Header::count_from_len(28), None);
+        assert_eq!(Header::count_from_len(35), None);
+        assert_eq!(Header::count_from_len(3), None);
     }
 
     #[test]
@@ -302,9 +322,15 @@ mod tests {
 
     #[test]
     fn entries_that_do_not_match_the_index() {
-        assert_eq!(entry(b"bc\n%\n", false, false, b'%'), Err(EntryError::NotLineStart));
+        assert_eq!(
+            entry(b"bc\n%\n", false, false, b'%'),
+            Err(EntryError::NotLineStart)
+        );
         assert_eq!(entry(b"", false, false, b'%'), Err(EntryError::NotLineStart));
-        assert_eq!(entry(b"\nlonger than said", false, false, b'%'), Err(EntryError::Unterminated));
+        assert_eq!(
+            entry(b"\nlonger than said", false, false, b'%'),
+            Err(EntryError::Unterminated)
+        );
         assert_eq!(entry(b"%\n", true, false, b'%'), Ok(&b""[..]));
     }
 }

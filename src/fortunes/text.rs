@@ -14,7 +14,10 @@ impl fmt::Display for TextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TextError::NotUtf8 { line } => {
-                write!(f, "is not UTF-8 text (line {line}); convert it with iconv -t UTF-8")
+                write!(
+                    f,
+                    "is not UTF-8 text (line {line}); convert it with iconv -t UTF-8"
+                )
             }
             TextError::Empty => f.write_str("holds no fortunes"),
         }
@@ -94,7 +97,10 @@ mod tests {
 
     #[test]
     fn percent_separated_entries_span_lines() {
-        assert_eq!(parse(b"one\ntwo\n%\n%\nthree\n%\n").unwrap(), ["one\ntwo", "three"]);
+        assert_eq!(
+            parse(b"one\ntwo\n%\n%\nthree\n%\n").unwrap(),
+            ["one\ntwo", "three"]
+        );
         assert_eq!(parse(b"%\r\nx\r\ny\r\n%\r\n").unwrap(), ["x\ny"]);
         assert_eq!(parse(b"\xef\xbb\xbfa\n%\nb").unwrap(), ["a", "b"]);
     }
