@@ -94,8 +94,11 @@ pub struct Store {
     /// No entry is longer than this many bytes (`None`: some file not opened yet).
     longest: Option<usize>,
     /// Entries whose frame fits a length limit, built on first need per limit.
-    fitting: Mutex<Vec<(Protocol, usize, Arc<[usize]>)>>,
+    fitting: Mutex<Vec<Fitting>>,
 }
+
+/// The entries (by number) whose frame in a protocol fits a length limit.
+type Fitting = (Protocol, usize, Arc<[usize]>);
 
 /// One fortune file, opened at load or on first pick.
 #[derive(Debug)]
