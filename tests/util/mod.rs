@@ -15,7 +15,10 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
 
 /// The seven fortunes of Qt's example.
 pub fn builtin() -> Vec<String> {
-    fortune_server::fortunes::BUILTIN.iter().map(|s| s.to_string()).collect()
+    fortune_server::fortunes::BUILTIN
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// True if `tool` is on PATH (or is a path that exists). Missing: in CI
@@ -39,7 +42,10 @@ pub fn require(tool: &str) -> bool {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -66,10 +72,20 @@ impl Cmd {
     pub fn new(program: &str) -> Cmd {
         let mut cmd = Command::new(program);
         // Tests set what they need; inherited activation variables would confuse them.
-        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"] {
+        for var in [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "JOURNAL_STREAM",
+        ] {
             cmd.env_remove(var);
         }
-        Cmd { cmd, shown: program.to_string() }
+        Cmd {
+            cmd,
+            shown: program.to_string(),
+        }
     }
 
     pub fn server() -> Cmd {
@@ -118,7 +134,12 @@ impl Cmd {
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
-        Running { child: Some(child), shown: self.shown, out, err }
+        Running {
+            child: Some(child),
+            shown: self.shown,
+            out,
+            err,
+        }
     }
 }
 
@@ -147,12 +168,21 @@ impl Finished {
 
     /// Asserts the exit code, printing everything if it differs.
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.status.and_then(|s| s.code()), Some(code), "\n{}", self.report());
+        assert_eq!(
+            self.status.and_then(|s| s.code()),
+            Some(code),
+            "\n{}",
+            self.report()
+        );
         self
     }
 
     pub fn assert_stderr_has(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n{}", self.report());
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.report()
+        );
         self
     }
 }
@@ -163,7 +193,9 @@ impl Running {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     /// Waits for exit, up to `limit`; then kills.
@@ -237,7 +269,9 @@ impl Drop for Running {
                     std::fs::read_to_string(&self.err).unwrap_or_default()
                 );
             }
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let end = Instant::now() + Duration::from_secs(5);
             while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < end {
                 std::thread::sleep(Duration::from_millis(10));
@@ -273,13 +307,22 @@ pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 pub fn qt_read(addr: SocketAddr, framing: &str, count: usize) -> Vec<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_reader.py");
     let done = Cmd::new("/usr/bin/python3")
-        .args([script, &addr.ip().to_string(), &addr.port().to_string(), "--framing", framing])
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "--framing",
+            framing,
+        ])
         .args(["--count", &count.to_string()])
         .env("QT_QPA_PLATFORM", "offscreen")
         .env("PYTHONIOENCODING", "utf-8")
         .run(Duration::from_secs(60));
     done.assert_code(0);
-    done.stdout.lines().map(|l| json_string(l).unwrap_or_else(|| panic!("bad line {l:?}\n{}", done.report()))).collect()
+    done.stdout
+        .lines()
+        .map(|l| json_string(l).unwrap_or_else(|| panic!("bad line {l:?}\n{}", done.report())))
+        .collect()
 }
 
 /// Parses one JSON string literal (what qt_reader.py prints).
@@ -296,6 +339,8 @@ fn json_string(line: &str) -> Option<String> {
             'n' => out.push('\n'),
             't' => out.push('\t'),
             'r' => out.push('\r'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
             // qt_reader.py prints non-ASCII as is; only control characters are \u-escaped.
             'u' => {
                 let hex: String = chars.by_ref().take(4).collect();
@@ -319,4 +364,35 @@ pub fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// A new scratch directory holding `files` (names may contain `/`).
+pub fn dir_with(files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = scratch("dir");
+    for (name, contents) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("scratch subdir");
+        std::fs::write(&path, contents).expect("write scratch file");
+    }
+    dir
+}
+
+/// Runs fortune-mod's `strfile ARGS FILE` (writes FILE.dat); the caller has `require("strfile")`d it.
+pub fn strfile(file: &Path, args: &[&str]) {
+    Cmd::new("strfile")
+        .args(args)
+        .arg(file)
+        .run(Duration::from_secs(10))
+        .assert_code(0);
+}
+
+/// One fortune over TCP, decoded from the `qt` framing (which must be whole).
+pub fn fetch(addr: SocketAddr) -> String {
+    let bytes = read_all(addr).unwrap_or_else(|e| panic!("reading a fortune from {addr}: {e}"));
+    fortune_server::wire::decode(fortune_server::wire::Protocol::Qt, &bytes).unwrap_or_else(|e| {
+        panic!(
+            "not one whole qt frame from {addr} ({} bytes): {e:?}",
+            bytes.len()
+        )
+    })
 }
