@@ -200,13 +200,16 @@ fn offensive_ones_only_when_asked_and_decoded() {
     );
 }
 
+/// Spoils an index (its bytes) or the file it indexes.
+type Corruption = fn(&mut Vec<u8>, &Path);
+
 #[test]
 fn corrupt_index_is_detected_and_the_file_read_without_it() {
     if !require("strfile") {
         return;
     }
     let entries: HashSet<String> = ["alpha", "beta", "gamma"].map(String::from).into();
-    let corruptions: [(&str, fn(&mut Vec<u8>, &Path)); 4] = [
+    let corruptions: [(&str, Corruption); 4] = [
         ("truncated", |dat, _| dat.truncate(dat.len() - 3)),
         ("wrong version", |dat, _| dat[3] = 7),
         ("offset past the end", |dat, _| {
