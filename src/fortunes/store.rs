@@ -561,3 +561,83 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
     }
     Ok(got)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// strfile's index of "a\n%\nbc\n%\n" (see strfile.rs), with `flags`.
+    fn dat(flags: u8) -> Vec<u8> {
+        let mut dat = vec![
+            0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, flags, b'%', 0, 0, 0,
+        ];
+        dat.extend([0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
+        dat
+    }
+
+    fn scratch_dir(files: &[(&str, &[u8])]) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fortunes-store-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        dir
+    }
+
+    fn entries(store: &Store) -> Vec<String> {
+        (0..store.len())
+            .map(|n| store.entry(n).unwrap().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn eager_and_lazy_read_the_same_entries() {
+        let dir = scratch_dir(&[
+            ("f", b"a\n%\nbc\n%\n"),
+            ("f.dat", &dat(0)),
+            ("plain", b"no index\n"),
+        ]);
+        let selection = Selection {
+            paths: vec![dir.clone()],
+            offensive: false,
+        };
+        let eager = Store::load(&selection, Opening::Eager).unwrap();
+        let lazy = Store::load(&selection, Opening::Lazy).unwrap();
+        assert_eq!(eager.longest(), Some(3));
+        assert_eq!(lazy.longest(), None);
+        assert_eq!(entries(&eager), ["a", "bc"]);
+        assert_eq!(entries(&lazy), ["a", "bc"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rot13_files_are_offensive() {
+        let dir = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let mut selection = Selection {
+            paths: vec![dir.join("f")],
+            offensive: false,
+        };
+        let e = Store::load(&selection, Opening::Eager).unwrap_err();
+        assert!(matches!(e.problem, Problem::Offensive), "{e}");
+        selection.offensive = true;
+        assert_eq!(
+            entries(&Store::load(&selection, Opening::Eager).unwrap()),
+            ["a", "bc"]
+        );
+        // In a directory: left out, or refused when a lazy pick opens it.
+        selection = Selection {
+            paths: vec![dir.clone()],
+            offensive: false,
+        };
+        let e = Store::load(&selection, Opening::Eager).unwrap_err();
+        assert!(
+            e.to_string().contains("holds only offensive collections (1)"),
+            "{e}"
+        );
+        let lazy = Store::load(&selection, Opening::Lazy).unwrap();
+        assert!(matches!(lazy.entry(0), Err(EntryError::Refused { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -57,15 +57,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<String>, TextError> {
     Ok(entries)
 }
 
-/// One entry as served: CRLF line ends become LF, trailing white space goes;
+/// One entry as served: CRLF line ends (any CRs before the LF) become LF, trailing white space goes;
 /// `None` if nothing but white space is left (an empty fortune makes the Qt
 /// client loop).
 pub fn tidy(entry: &str) -> Option<String> {
     let mut out = String::with_capacity(entry.len());
     for line in entry.split_inclusive('\n') {
-        match line.strip_suffix("\r\n") {
+        match line.strip_suffix('\n') {
             Some(body) => {
-                out.push_str(body);
+                out.push_str(body.trim_end_matches('\r'));
                 out.push('\n');
             }
             None => out.push_str(line),
@@ -127,6 +127,13 @@ mod tests {
         assert_eq!(tidy("a\r\nb\r\n\n"), Some("a\nb".to_string()));
         assert_eq!(tidy(" \n\t\n"), None);
         assert_eq!(tidy("x\ry"), Some("x\ry".to_string()));
+    }
+
+    #[test]
+    fn fuzz_regression_carriage_returns_before_a_newline() {
+        // fuzz/artifacts/text/crash-5f297b48f0a1547574b9e1669c5dceb2e0687cac
+        assert_eq!(parse(b"%\n\n\r\r\r\r\n\n=").unwrap(), ["\n\n\n="]);
+        assert_eq!(tidy("a\r\r\nb"), Some("a\nb".to_string()));
     }
 
     #[test]
