@@ -119,6 +119,26 @@ fn debian_collection_through_qt() {
     drop(activator);
 }
 
+#[test]
+fn every_debian_entry_read_through_its_index_is_an_entry_of_its_file() {
+    use fortune_server::fortunes::{Opening, Selection, Store};
+    if !require(&format!("{DEBIAN}/fortunes.dat")) {
+        return;
+    }
+    let entries = indexed_entries(Path::new(DEBIAN));
+    let selection = Selection {
+        paths: vec![PathBuf::from(DEBIAN)],
+        offensive: false,
+    };
+    for opening in [Opening::Eager, Opening::Lazy] {
+        let store = Store::load(&selection, opening).expect("Debian's collection loads");
+        let read: HashSet<String> = (0..store.len())
+            .map(|n| store.entry(n).expect("a servable entry").into_owned())
+            .collect();
+        assert_eq!(read, entries, "{opening:?}");
+    }
+}
+
 /// A directory like fortune-mod's: two indexed files, one without an index,
 /// a `.u8` link, an offensive (rot13) file and an `off/` directory.
 fn mixed_directory() -> PathBuf {
