@@ -1,5 +1,6 @@
 //! A loaded collection: the files an admin names (or the built-in seven),
-//! opened once, and reading entry `n` of the whole collection.
+//! opened at load or on first pick ([`Opening`]), and reading entry `n` of
+//! the whole collection.
 //!
 //! A file with a usable `strfile` index stays on disk: reading one entry is
 //! two positioned reads (its offset in the index, then the entry), whatever
@@ -77,7 +78,8 @@ pub enum Opening {
     Eager,
     /// Only list directories and size each index (its entry count) now, and
     /// open a file when one of its entries is picked: one connection per
-    /// process (`Accept=yes`) then costs the same whatever the collection.
+    /// process (`Accept=yes`) then costs one `stat` per file, whatever the
+    /// number of entries.
     /// Files named on their own are still opened now.
     Lazy,
 }
