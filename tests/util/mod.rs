@@ -577,7 +577,6 @@ fn json_quote(s: &str) -> String {
     }
     out.push('"');
     out
-
 }
 
 /// A new scratch directory holding `files` (names may contain `/`).
