@@ -36,9 +36,20 @@ pub struct Cli {
     #[arg(long, value_enum, env = "FORTUNE_PROTOCOL", default_value_t = Protocol::Qt)]
     pub protocol: Protocol,
 
-    /// Fortune file (one per line, or fortune-mod's `%` lines); repeatable. Default: the built-in seven.
+    /// Fortune file (fortune-mod's `%` lines with its strfile index NAME.dat if any, or one
+    /// fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes);
+    /// repeatable. Default: the built-in seven.
     #[arg(long, value_name = "PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':')]
     pub fortunes: Vec<PathBuf>,
+
+    /// Also serve offensive collections (rot13 index, off/ directory), decoded.
+    #[arg(long, env = "FORTUNE_OFFENSIVE")]
+    pub offensive: bool,
+
+    /// The same fortune all day for everyone (from the date in the local time zone). Qt's
+    /// Fortune Client asks again at once when a fortune repeats: it reconnects in a loop.
+    #[arg(long, env = "FORTUNE_DAILY")]
+    pub daily: bool,
 
     /// Seconds any one wait may take: writing to a client, waiting for it to close, stopping.
     #[arg(long, value_name = "SECS", env = "FORTUNE_TIMEOUT", default_value = "10", value_parser = parse_secs)]

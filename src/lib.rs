@@ -24,10 +24,9 @@ pub mod sockets;
 pub mod wire;
 
 use std::fmt;
-use std::sync::Arc;
 
 use activation::{Activation, ActivationError};
-use fortunes::{Live, LoadError, Store};
+use fortunes::{Live, LoadError, Opening, Selection, Store};
 
 /// Stack size of every thread we start: they hold a few small buffers only.
 pub const THREAD_STACK: usize = 128 * 1024;
@@ -37,7 +36,8 @@ pub mod exit {
     /// Served, then stopped (SIGTERM/SIGINT, or the one connection of
     /// `Accept=yes`/inetd is done, however the client behaved).
     pub const OK: u8 = 0;
-    /// A fortune file is unreadable, empty or not UTF-8.
+    /// A fortune file or directory is unreadable, holds no fortunes, is not
+    /// UTF-8 (without an index), or is offensive without `--offensive`.
     pub const FORTUNES: u8 = 1;
     /// Command line or `FORTUNE_*` variable not understood (clap's own status).
     pub const USAGE: u8 = 2;
@@ -104,10 +104,19 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     logging::init(cli.log_level);
     // Adopt (and unset LISTEN_*) before any thread starts.
     let activation = activation::activate(cli.inetd, &cli.listen)?;
-    let store = Store::load(&cli.fortunes)?;
+    let selection = Selection {
+        paths: cli.fortunes,
+        offensive: cli.offensive,
+    };
+    // One connection per process: open only the file picked (see Opening::Lazy).
+    let opening = match activation {
+        Activation::Connected(_) => Opening::Lazy,
+        Activation::Listening { .. } => Opening::Eager,
+    };
+    let store = Store::load(&selection, opening)?;
     match activation {
         Activation::Connected(stream) => {
-            let live = Arc::new(Live::new(store));
+            let live = Live::new(store, cli.daily);
             match live.frame(cli.protocol, None) {
                 Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
                 None => log::warn!("{}: no fortune fits the {} protocol", stream.peer(), cli.protocol),
@@ -121,7 +130,8 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         } => {
             let config = service::Config {
                 protocol: cli.protocol,
-                fortunes: cli.fortunes,
+                fortunes: selection,
+                daily: cli.daily,
                 timeout: cli.timeout,
                 idle_exit: cli.idle_exit,
                 max_connections: cli.max_connections as usize,

@@ -4,7 +4,6 @@
 //! (a signal, or `--idle-exit` seconds without a client).
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
-use crate::fortunes::{Live, Store};
+use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::linger::Linger;
 use crate::notify::{self, Stats};
 use crate::server::Server;
@@ -28,7 +27,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Config {
     pub protocol: Protocol,
-    pub fortunes: Vec<PathBuf>,
+    pub fortunes: Selection,
+    pub daily: bool,
     pub timeout: Duration,
     pub idle_exit: Option<Duration>,
     pub max_connections: usize,
@@ -67,7 +67,7 @@ pub fn run(
             (socket, protocol)
         })
         .collect();
-    let live = Arc::new(Live::new(store));
+    let live = Arc::new(Live::new(store, config.daily));
     let stats = Arc::new(Stats::default());
     let linger = Linger::new(config.timeout).map_err(|e| Error::runtime("creating the waiter", e.into()))?;
     linger
@@ -211,9 +211,9 @@ fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
 
 /// Re-reads the fortune files; on failure keeps the old collection.
 /// Returns the new "Serving ..." status text.
-fn reload(paths: &[PathBuf], live: &Live, described: &[String]) -> String {
+fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
     notify::reloading();
-    match Store::load(paths) {
+    match Store::load(selection, Opening::Eager) {
         Ok(store) => {
             log::info!("reloaded {} fortunes ({})", store.len(), store.origin());
             live.replace(store);

@@ -205,7 +205,9 @@ fn slowloris() {
     let _serial = serial();
     const HOGS: usize = 2000;
     need_fds(HOGS as u64 + 200);
-    let timeout = 3;
+    // Long enough that the loaded rounds end before the idle clients time out,
+    // even on a busy machine.
+    let timeout = 6;
     let (server, addr) = start(Cmd::server().args(["--timeout", &timeout.to_string()]));
     let never = AtomicBool::new(false);
     load(addr, 16, 20, Duration::from_secs(10), &never); // warm-up: threads, caches

@@ -432,6 +432,8 @@ fn json_string(line: &str) -> Option<String> {
             'n' => out.push('\n'),
             't' => out.push('\t'),
             'r' => out.push('\r'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
             // qt_reader.py prints non-ASCII as is; only control characters are \u-escaped.
             'u' => {
                 let hex: String = chars.by_ref().take(4).collect();
@@ -575,4 +577,35 @@ fn json_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// A new scratch directory holding `files` (names may contain `/`).
+pub fn dir_with(files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = scratch("dir");
+    for (name, contents) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("scratch subdir");
+        std::fs::write(&path, contents).expect("write scratch file");
+    }
+    dir
+}
+
+/// Runs fortune-mod's `strfile ARGS FILE` (writes FILE.dat); the caller has `require("strfile")`d it.
+pub fn strfile(file: &Path, args: &[&str]) {
+    Cmd::new("strfile")
+        .args(args)
+        .arg(file)
+        .run(Duration::from_secs(10))
+        .assert_code(0);
+}
+
+/// One fortune over TCP, decoded from the `qt` framing (which must be whole).
+pub fn fetch(addr: SocketAddr) -> String {
+    let bytes = read_all(addr).unwrap_or_else(|e| panic!("reading a fortune from {addr}: {e}"));
+    fortune_server::wire::decode(fortune_server::wire::Protocol::Qt, &bytes).unwrap_or_else(|e| {
+        panic!(
+            "not one whole qt frame from {addr} ({} bytes): {e:?}",
+            bytes.len()
+        )
+    })
 }

@@ -1,0 +1,411 @@
+//! Fortune collections end to end: Debian's fortune-mod files through the
+//! real Qt reader, directories, offensive ones, broken files and indexes,
+//! live reload, `--daily`.
+
+mod util;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use util::{Cmd, Running, dir_with, fetch, file_with, free_port, loopback, qt_read, require, strfile};
+
+const DEBIAN: &str = "/usr/share/games/fortunes";
+
+/// Entries as the test reads them, independently of the server: split at
+/// lines holding only `%`, trailing white space dropped, blank ones skipped.
+fn split_entries(text: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        if line.trim_end_matches(['\n', '\r']) == "%" {
+            entries.push(std::mem::take(&mut current));
+        } else {
+            current.push_str(line);
+        }
+    }
+    entries.push(current);
+    entries
+        .into_iter()
+        .map(|e| e.trim_end().to_string())
+        .filter(|e| !e.trim().is_empty())
+        .collect()
+}
+
+/// Every entry of every file with a `.dat` index in `dir`.
+fn indexed_entries(dir: &Path) -> HashSet<String> {
+    let mut all = HashSet::new();
+    for entry in std::fs::read_dir(dir).expect("read the collection") {
+        let path = entry.expect("a directory entry").path();
+        let mut dat = path.clone().into_os_string();
+        dat.push(".dat");
+        if path.is_file() && Path::new(&dat).exists() && path.extension().is_none_or(|e| e != "dat") {
+            all.extend(split_entries(
+                &std::fs::read_to_string(&path).expect("UTF-8 fortunes"),
+            ));
+        }
+    }
+    all
+}
+
+fn listen(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
+}
+
+/// `systemd-socket-activate --accept`: one server process per connection.
+fn accept_yes(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let activator = Cmd::socket_activate(&["--accept", "-l", &addr.to_string()])
+        .args(args)
+        .spawn();
+    activator.wait_for_log("Listening on");
+    (activator, addr)
+}
+
+/// Runs the server on `path`, expecting it to stop at start.
+fn refused(path: &Path) -> util::Finished {
+    Cmd::server()
+        .args(["--listen", "127.0.0.1:0", "--fortunes"])
+        .arg(path)
+        .run(Duration::from_secs(10))
+}
+
+fn assert_all_in(served: &[String], entries: &HashSet<String>, what: &str) {
+    for fortune in served {
+        assert!(
+            entries.contains(fortune),
+            "served a fortune that is not {what}: {fortune:?}"
+        );
+    }
+}
+
+#[test]
+fn debian_collection_through_qt() {
+    if !require("/usr/bin/python3") || !require(&format!("{DEBIAN}/fortunes.dat")) {
+        return;
+    }
+    let entries = indexed_entries(Path::new(DEBIAN));
+    assert!(
+        entries.len() > 10_000,
+        "Debian's fortunes + fortunes-min hold some 15000 entries"
+    );
+    let (server, addr) = listen(&["--fortunes", DEBIAN]);
+    let served = qt_read(addr, "qt", 200);
+    assert_all_in(&served, &entries, "an entry of the Debian collection");
+    assert!(
+        served.iter().collect::<HashSet<_>>().len() > 150,
+        "picks are not spread: {served:?}"
+    );
+    server.stop().assert_code(0);
+
+    if !require("systemd-socket-activate") {
+        return;
+    }
+    let (activator, addr) = accept_yes(&["--fortunes", DEBIAN]);
+    assert_all_in(
+        &qt_read(addr, "qt", 30),
+        &entries,
+        "an entry of the Debian collection",
+    );
+    drop(activator);
+}
+
+#[test]
+fn every_debian_entry_read_through_its_index_is_an_entry_of_its_file() {
+    use fortune_server::fortunes::{Opening, Selection, Store};
+    if !require(&format!("{DEBIAN}/fortunes.dat")) {
+        return;
+    }
+    let entries = indexed_entries(Path::new(DEBIAN));
+    let selection = Selection {
+        paths: vec![PathBuf::from(DEBIAN)],
+        offensive: false,
+    };
+    for opening in [Opening::Eager, Opening::Lazy] {
+        let store = Store::load(&selection, opening).expect("Debian's collection loads");
+        let read: HashSet<String> = (0..store.len())
+            .map(|n| store.entry(n).expect("a servable entry").into_owned())
+            .collect();
+        assert_eq!(read, entries, "{opening:?}");
+    }
+}
+
+/// A directory like fortune-mod's: two indexed files, one without an index,
+/// a `.u8` link, an offensive (rot13) file and an `off/` directory.
+fn mixed_directory() -> PathBuf {
+    let clean = "one\n%\ntwo\n%\nthree\n%\nfour\n%\nfive\n%\nsix\n";
+    let dir = dir_with(&[
+        ("clean", clean.as_bytes()),
+        ("more", b"seven\nlines\n%\neight\n"),
+        ("unindexed", b"never served\n%\n"),
+        // rot13 of "rude one" and "rude two"
+        ("rude", b"ehqr bar\n%\nehqr gjb\n"),
+        ("off/worse", b"jbefr bar\n%\njbefr gjb\n"),
+    ]);
+    strfile(&dir.join("clean"), &["-s"]);
+    strfile(&dir.join("more"), &["-s"]);
+    strfile(&dir.join("rude"), &["-s", "-x"]);
+    strfile(&dir.join("off/worse"), &["-s", "-x"]);
+    std::os::unix::fs::symlink("clean", dir.join("clean.u8")).expect("symlink");
+    dir
+}
+
+fn clean_entries() -> HashSet<String> {
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven\nlines",
+        "eight",
+    ]
+    .map(String::from)
+    .into()
+}
+
+#[test]
+fn directory_serves_indexed_files_never_offensive_ones() {
+    if !require("strfile") || !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = mixed_directory();
+    let dir = dir.to_str().expect("UTF-8 scratch path");
+    let (server, addr) = listen(&["--fortunes", dir]);
+    let served: Vec<String> = (0..60).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert!(log.contains("Serving 8 fortunes"), "{log}");
+
+    // One process per connection opens only the file it picks.
+    let (activator, addr) = accept_yes(&["--fortunes", dir]);
+    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    drop(activator);
+}
+
+#[test]
+fn offensive_ones_only_when_asked_and_decoded() {
+    if !require("strfile") {
+        return;
+    }
+    let dir = mixed_directory();
+    let mut allowed = clean_entries();
+    allowed.extend(["rude one", "rude two", "worse one", "worse two"].map(String::from));
+    let (server, addr) = listen(&["--offensive", "--fortunes", dir.to_str().expect("UTF-8")]);
+    let served: Vec<String> = (0..120).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &allowed, "an entry, decoded");
+    assert!(served.iter().any(|f| f.starts_with("rude")), "{served:?}");
+    assert!(served.iter().any(|f| f.starts_with("worse")), "{served:?}");
+    drop(server);
+
+    // Named on its own, an offensive file is refused without --offensive.
+    let rude = dir.join("rude");
+    let done = refused(&rude);
+    done.assert_code(1).assert_stderr_has("add --offensive");
+    assert!(
+        done.stderr.contains(rude.to_str().expect("UTF-8")),
+        "{}",
+        done.report()
+    );
+}
+
+/// Spoils an index (its bytes) or the file it indexes.
+type Corruption = fn(&mut Vec<u8>, &Path);
+
+#[test]
+fn corrupt_index_is_detected_and_the_file_read_without_it() {
+    if !require("strfile") {
+        return;
+    }
+    let entries: HashSet<String> = ["alpha", "beta", "gamma"].map(String::from).into();
+    let corruptions: [(&str, Corruption); 4] = [
+        ("truncated", |dat, _| dat.truncate(dat.len() - 3)),
+        ("wrong version", |dat, _| dat[3] = 7),
+        ("offset past the end", |dat, _| {
+            let n = dat.len();
+            dat[n - 1] = 0xff;
+        }),
+        ("file changed since strfile ran", |_, file| {
+            std::fs::write(file, "alpha\n%\nbeta\n%\ngamma\n").expect("rewrite")
+        }),
+    ];
+    for (what, corrupt) in corruptions {
+        let file = file_with(b"alpha\n%\nbeta\n%\n");
+        strfile(&file, &["-s"]);
+        let dat_path = PathBuf::from(format!("{}.dat", file.display()));
+        let mut dat = std::fs::read(&dat_path).expect("the index");
+        corrupt(&mut dat, &file);
+        std::fs::write(&dat_path, &dat).expect("write the index");
+        let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+        let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
+        assert_all_in(&served, &entries, what);
+        let log = server.stop().stderr;
+        assert!(
+            log.contains(&format!("{}: ", dat_path.display()))
+                && log.contains("reading")
+                && log.contains("without it"),
+            "{what}: no warning about the index\n{log}"
+        );
+    }
+}
+
+#[test]
+fn non_utf8_entry() {
+    if !require("strfile") {
+        return;
+    }
+    // Without an index the file is read whole at start: refused, naming the line.
+    let file = file_with(b"fine\n%\ncaf\xe9\n%\n");
+    let done = refused(&file);
+    done.assert_code(1)
+        .assert_stderr_has("is not UTF-8 text (line 3)");
+    assert!(
+        done.stderr.contains(file.to_str().expect("UTF-8")),
+        "{}",
+        done.report()
+    );
+
+    // With one, entries are read when picked: the bad one is skipped and logged.
+    strfile(&file, &["-s"]);
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    for _ in 0..30 {
+        assert_eq!(fetch(addr), "fine");
+    }
+    let log = server.stop().stderr;
+    assert!(log.contains("is not UTF-8, skipped"), "{log}");
+}
+
+#[test]
+fn empty_files_and_directories_are_refused() {
+    let empty_dir = dir_with(&[("notes.txt", b"not a fortune file")]);
+    let cases = [
+        (file_with(b""), "holds no fortunes"),
+        (file_with(b"%\n  \n%\n"), "holds no fortunes"),
+        (empty_dir, "holds no fortune file"),
+        (
+            PathBuf::from("/nonexistent/fortunes"),
+            "cannot read fortune file /nonexistent/fortunes",
+        ),
+    ];
+    for (path, message) in cases {
+        let done = refused(&path);
+        done.assert_code(1).assert_stderr_has(message);
+    }
+}
+
+#[test]
+fn reload_under_load_loses_no_connection() {
+    let file = file_with(b"old one\nold two\nold three\n");
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    let known: HashSet<String> = [
+        "old one",
+        "old two",
+        "old three",
+        "new one",
+        "new two",
+        "new three",
+    ]
+    .map(String::from)
+    .into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut served = Vec::new();
+                // Bounded in count and (through `stop`) in time.
+                while !stop.load(Ordering::Relaxed) && served.len() < 3000 {
+                    served.push(fetch(addr));
+                }
+                served
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut reloads = 0;
+    while Instant::now() < end {
+        let contents: &[u8] = if reloads % 2 == 0 {
+            b"new one\nnew two\nnew three\n"
+        } else {
+            b"old one\nold two\nold three\n"
+        };
+        let tmp = PathBuf::from(format!("{}.tmp", file.display()));
+        std::fs::write(&tmp, contents).expect("write");
+        std::fs::rename(&tmp, &file).expect("rename");
+        server.signal("HUP");
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let served: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("a client thread"))
+        .collect();
+    assert!(served.len() > 100, "only {} fortunes in 3 s", served.len());
+    assert_all_in(&served, &known, "an entry of either version");
+    assert!(served.iter().any(|f| f.starts_with("new")) && served.iter().any(|f| f.starts_with("old")));
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert!(
+        log.matches("reloaded 3 fortunes").count() >= 10,
+        "{reloads} reloads sent\n{log}"
+    );
+}
+
+#[test]
+fn failed_reload_keeps_serving_the_old_collection() {
+    let dir = dir_with(&[("lines", b"kept one\nkept two\n")]);
+    let file = dir.join("lines");
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    std::fs::remove_file(&file).expect("remove the file");
+    server.signal("HUP");
+    server.wait_for_log("reload failed");
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!(
+            "still serving the previous fortunes: cannot read fortune file {}",
+            file.display()
+        )) && log.contains("No such file"),
+        "{log}"
+    );
+    for _ in 0..5 {
+        let fortune = fetch(addr);
+        assert!(fortune == "kept one" || fortune == "kept two", "{fortune:?}");
+    }
+    server.stop().assert_code(0);
+}
+
+#[test]
+fn daily_is_the_same_across_processes() {
+    if !require("systemd-socket-activate") || !require(&format!("{DEBIAN}/fortunes.dat")) {
+        return;
+    }
+    let (activator, addr) = accept_yes(&["--daily", "--fortunes", DEBIAN]);
+    let first = fetch(addr);
+    for _ in 0..3 {
+        assert_eq!(
+            fetch(addr),
+            first,
+            "another Accept=yes process chose another fortune"
+        );
+    }
+    drop(activator);
+    let (server, addr) = listen(&["--daily", "--fortunes", DEBIAN]);
+    assert_eq!(
+        fetch(addr),
+        first,
+        "the long-running service chose another fortune"
+    );
+    assert_eq!(fetch(addr), first);
+    server.stop().assert_code(0);
+}
