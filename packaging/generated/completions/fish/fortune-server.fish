@@ -2,11 +2,13 @@ complete -c fortune-server -l listen -d 'Address to listen on when systemd passe
 complete -c fortune-server -l protocol -d 'Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
 qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
-complete -c fortune-server -l fortunes -d 'Fortune file (one per line, or fortune-mod\'s `%` lines); repeatable. Default: the built-in seven' -r -F
+complete -c fortune-server -l fortunes -d 'Fortune file (fortune-mod\'s `%` lines with its strfile index NAME.dat if any, or one fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes); repeatable. Default: the built-in seven' -r -F
 complete -c fortune-server -l timeout -d 'Seconds any one wait may take: writing to a client, waiting for it to close, stopping' -r
 complete -c fortune-server -l idle-exit -d 'Exit (status 0) after this many seconds with no client: none being served, none lingering, none served. For socket activation: systemd keeps the socket and starts the service again for the next client. Default: never' -r
 complete -c fortune-server -l max-connections -d 'Connections served at once, across all sockets; more wait in the kernel\'s backlog' -r
 complete -c fortune-server -l log-level -d 'Log level: error, warn, info, debug or trace' -r
+complete -c fortune-server -l offensive -d 'Also serve offensive collections (rot13 index, off/ directory), decoded'
+complete -c fortune-server -l daily -d 'The same fortune all day for everyone (from the date in the local time zone). Qt\'s Fortune Client asks again at once when a fortune repeats: it reconnects in a loop'
 complete -c fortune-server -l inetd -d 'Serve the connection on standard input (inetd, or systemd\'s StandardInput=socket)'
 complete -c fortune-server -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fortune-server -s V -l version -d 'Print version'
