@@ -38,7 +38,8 @@ pub struct Cli {
 
     /// Fortune file (fortune-mod's `%` lines with its strfile index NAME.dat if any, or one
     /// fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes);
-    /// repeatable. Default: the built-in seven.
+    /// repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune
+    /// files. Default (or nothing left): the built-in seven.
     #[arg(long, value_name = "PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':')]
     pub fortunes: Vec<PathBuf>,
 

@@ -46,6 +46,18 @@ pub enum Problem {
     Offensive,
 }
 
+impl LoadError {
+    /// Nothing to serve there (no such path, or a directory without a
+    /// fortune file), as opposed to something there that is wrong.
+    fn is_absence(&self) -> bool {
+        match &self.problem {
+            Problem::Unreadable(e) => e.kind() == ErrorKind::NotFound,
+            Problem::NoFortuneFiles { offensive } => *offensive == 0,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
@@ -195,22 +207,30 @@ impl Store {
     }
 
     /// The built-in fortunes when no path is given, else every named file and
-    /// every fortune file of every named directory.
+    /// every fortune file of every named directory. A path written with a
+    /// leading `-` (as in systemd's `EnvironmentFile=-`) is optional: when it
+    /// does not exist, or is a directory without a fortune file, it is left
+    /// out; when every path is left out, the built-in fortunes are served. The
+    /// packages rely on it to serve the fortune-mod collections only once one
+    /// is installed.
     pub fn load(selection: &Selection, opening: Opening) -> Result<Store, LoadError> {
-        if selection.paths.is_empty() {
+        let mut sources = Vec::new();
+        let mut origin = Vec::new();
+        for named in &selection.paths {
+            let (path, optional) = match named.to_str().and_then(|p| p.strip_prefix('-')) {
+                Some(rest) => (Path::new(rest), true),
+                None => (named.as_path(), false),
+            };
+            match add_path(path, selection.offensive, opening, &mut sources) {
+                Ok(()) => origin.push(path.display().to_string()),
+                Err(e) if optional && e.is_absence() => log::info!("{e}; it is optional, left out"),
+                Err(e) => return Err(e),
+            }
+        }
+        if sources.is_empty() {
             return Ok(Store::builtin());
         }
-        let mut sources = Vec::new();
-        for path in &selection.paths {
-            add_path(path, selection.offensive, opening, &mut sources)?;
-        }
-        let origin = selection
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        Ok(Store::new(sources, origin, selection.offensive))
+        Ok(Store::new(sources, origin.join(", "), selection.offensive))
     }
 
     fn new(sources: Vec<Source>, origin: String, offensive: bool) -> Store {
@@ -612,6 +632,45 @@ mod tests {
         assert_eq!(entries(&eager), ["a", "bc"]);
         assert_eq!(entries(&lazy), ["a", "bc"]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn optional_paths_fall_back_to_the_builtin_fortunes() {
+        let missing = std::env::temp_dir().join(format!("fortunes-missing-{}", std::process::id()));
+        let empty = scratch_dir(&[("plain", b"no index\n")]);
+        let collection = scratch_dir(&[("f", b"a\n%\nbc\n%\n"), ("f.dat", &dat(0))]);
+        let optional = |p: &Path| PathBuf::from(format!("-{}", p.display()));
+        let load = |paths: Vec<PathBuf>| {
+            Store::load(
+                &Selection {
+                    paths,
+                    offensive: false,
+                },
+                Opening::Eager,
+            )
+        };
+        let builtin = entries(&Store::builtin());
+        assert_eq!(entries(&load(vec![optional(&missing)]).unwrap()), builtin);
+        assert_eq!(entries(&load(vec![optional(&empty)]).unwrap()), builtin);
+        let store = load(vec![optional(&missing), optional(&collection)]).unwrap();
+        assert_eq!(entries(&store), ["a", "bc"]);
+        assert_eq!(store.origin(), collection.display().to_string());
+        // Without the "-", the same absences are errors.
+        assert!(matches!(
+            load(vec![missing]).unwrap_err().problem,
+            Problem::Unreadable(_)
+        ));
+        assert!(matches!(
+            load(vec![empty.clone()]).unwrap_err().problem,
+            Problem::NoFortuneFiles { offensive: 0 }
+        ));
+        // Optional does not hide a collection that is there but wrong.
+        let offensive = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let e = load(vec![optional(&offensive)]).unwrap_err();
+        assert!(e.to_string().contains("holds only offensive collections"), "{e}");
+        for dir in [empty, collection, offensive] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]
