@@ -5,7 +5,8 @@
 #   .deb: apt install (recommends not yet) -> fortune.socket enabled,
 #         listening, the Qt reader gets a built-in fortune; apt install
 #         fortunes-min (what it recommends) -> its fortunes are served;
-#         upgrade to a higher revision -> restarted, still serving;
+#         upgrade to a higher revision -> restarted, still serving; fortunes-min
+#         purged -> the built-in fortunes again, the service still running;
 #         apt remove -> nothing listens; apt purge -> nothing left.
 #   .rpm: rpm -i --nodeps (Debian's rpm, its own database) -> scriptlets
 #         quiet, systemctl start fortune.socket serves; rpm -e -> nothing left.
@@ -220,6 +221,26 @@ if [ "$pid_after" = 0 ] || [ "$pid_after" = "$pid_before" ]; then
     fail "fortune.service was not restarted by the upgrade (MainPID $pid_before, then $pid_after)"
 fi
 
+say "apt purge fortunes-min (back to the built-in fortunes, reloaded by the trigger)"
+cexec apt-get purge -y -q fortunes-min >"$work/apt.log" 2>&1 ||
+    { cat "$work/apt.log" >&2; fail "apt purge fortunes-min failed"; }
+# $work/collection still holds fortunes-min's entries (from_collection above).
+# Two built-in fortunes are among them: wait for one that is not.
+deadline=$((SECONDS + 10))
+for i in $(seq 50); do
+    /usr/bin/python3 tests/qt_reader.py 127.0.0.1 "$port" --count 3 --timeout 1 2>/dev/null |
+        /usr/bin/python3 -c '
+import json, sys
+entries = {e.strip() for e in open(sys.argv[1], encoding="utf-8").read().split("\n%\n")}
+sys.exit(0 if any(json.loads(f).strip() not in entries for f in sys.stdin) else 1)' "$work/collection" && break
+    if [ "$i" = 50 ] || [ "$SECONDS" -ge "$deadline" ]; then
+        show_state
+        fail "fortunes-min purged, yet no built-in fortune within 10 s"
+    fi
+    sleep 0.2
+done
+cexec systemctl is-failed --quiet fortune.service && { show_state; fail "fortune.service failed once fortunes-min was purged"; }
+
 say "apt remove"
 cexec dpkg-query -L fortune-server | sort >"$work/deb-files"
 cexec apt-get remove -y -q fortune-server >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; fail "apt remove failed"; }
@@ -256,4 +277,4 @@ left=$(cexec sh -c 'while read -r f; do [ ! -e "$f" ] || echo "$f"; done
     <"$work/rpm-installed") || true
 [ -z "$left" ] || fail "left after rpm -e: $left"
 
-say "PASS: lintian and rpmlint clean; .deb installed, served built-in and fortunes-min, upgraded, removed, purged; .rpm installed, served, erased"
+say "PASS: lintian and rpmlint clean; .deb installed, served built-in and fortunes-min, upgraded, served built-in again, removed, purged; .rpm installed, served, erased"
