@@ -303,7 +303,7 @@ fn run(args: &Args) -> Result<(), String> {
     let qt_single = contenders.iter().position(|c| c.name == "Qt fortuneserver");
 
     out += &format!(
-        "# fortune-server: comparison benchmark\n\n\
+        "## Comparison\n\n\
          `bench/compare` (defaults: {} rounds of {} s per contender and level, contenders \
          alternating), run {started} on {}; load average before: {load_before}. \
          Client and servers share the machine, over loopback; the client is \
@@ -312,7 +312,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.seconds,
         machine()
     );
-    out += "## Accept=no: connections per second (median of the rounds)\n\n";
+    out += "### Accept=no: connections per second (median of the rounds)\n\n";
     out += "| server | clients | conn/s | vs floor | p50 ms | p99 ms | p99 vs floor | max ms | failed | peak RSS |\n";
     out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (i, c) in contenders.iter().enumerate() {
@@ -386,7 +386,7 @@ fn run(args: &Args) -> Result<(), String> {
     drop(per_conn);
 
     out += &format!(
-        "\n## Accept=no with {IDLE} idle connections held open (a fresh service, `--timeout 120`)\n\n\
+        "\n### Accept=no with {IDLE} idle connections held open (a fresh service, `--timeout 120`)\n\n\
          | 16 clients | conn/s | p50 ms | p99 ms | max ms | failed |\n|---|---:|---:|---:|---:|---:|\n"
     );
     let beside = format!("beside {IDLE} idle");
@@ -397,7 +397,7 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     out += &format!("\nService peak RSS (VmHWM) over this part: {idle_rss:.1} MiB.\n");
-    out += "\n## Accept=yes (`systemd-socket-activate --accept`, one process per connection)\n\n";
+    out += "\n### Accept=yes (`systemd-socket-activate --accept`, one process per connection)\n\n";
     out += "| program | clients | conn/s | vs static C | p50 ms | p99 ms | max ms | failed |\n";
     out += "|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for (i, (name, _)) in PER_CONNECTION.iter().enumerate() {
@@ -477,7 +477,7 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
     }
-    out += "\n## Targets (issue 7)\n\n| target | measured | |\n|---|---:|---|\n";
+    out += "\n### Targets (issue 7)\n\n| target | measured | |\n|---|---:|---|\n";
     for (what, measured, ok) in &targets {
         out += &format!("| {what} | {measured} | {} |\n", verdict(*ok));
     }

@@ -44,6 +44,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", env = "FORTUNE_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub timeout: Duration,
 
+    /// Exit (status 0) after this many seconds with no client: none being served, none
+    /// lingering, none served. For socket activation: systemd keeps the socket and starts
+    /// the service again for the next client. Default: never.
+    #[arg(long, value_name = "SECS", env = "FORTUNE_IDLE_EXIT", value_parser = parse_secs)]
+    pub idle_exit: Option<Duration>,
+
     /// Serve the connection on standard input (inetd, or systemd's StandardInput=socket).
     #[arg(long, env = "FORTUNE_INETD")]
     pub inetd: bool,

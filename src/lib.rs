@@ -123,6 +123,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
                 protocol: cli.protocol,
                 fortunes: cli.fortunes,
                 timeout: cli.timeout,
+                idle_exit: cli.idle_exit,
                 max_connections: cli.max_connections as usize,
                 bound_here,
             };

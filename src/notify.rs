@@ -18,6 +18,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Clients handled so far, served or not.
+    pub fn handled(&self) -> u64 {
+        self.served.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{} served, {} active, {} failed",

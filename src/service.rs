@@ -1,6 +1,7 @@
 //! The life of the long-running service (`Accept=no` or `--listen`): start
 //! the threads, then answer signals (SIGHUP reloads, SIGTERM/SIGINT stop),
-//! ping the watchdog and keep `STATUS=` current until it is time to stop.
+//! ping the watchdog and keep `STATUS=` current until it is time to stop
+//! (a signal, or `--idle-exit` seconds without a client).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -29,12 +30,14 @@ pub struct Config {
     pub protocol: Protocol,
     pub fortunes: Vec<PathBuf>,
     pub timeout: Duration,
+    pub idle_exit: Option<Duration>,
     pub max_connections: usize,
     /// The listeners are our own `--listen` sockets (see [`Server::new`]).
     pub bound_here: bool,
 }
 
-/// Serves until SIGTERM or SIGINT, then stops within `timeout`.
+/// Serves until SIGTERM or SIGINT (or `idle_exit` without a client), then
+/// stops within `timeout`.
 pub fn run(
     config: Config,
     store: Store,
@@ -107,9 +110,15 @@ pub fn run(
     let tick = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
     let mut last_status = String::new();
     let mut next_status = Instant::now();
+    let mut idle = config
+        .idle_exit
+        .map(|limit| Idle::new(limit, Instant::now(), stats.handled()));
     loop {
         let mut fds = [PollFd::new(signalfd.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(tick).unwrap_or(PollTimeout::MAX);
+        let wait = idle
+            .as_ref()
+            .map_or(tick, |i| i.left(Instant::now()).clamp(IDLE_MIN_WAIT, tick));
+        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
         // EINTR and other poll failures just mean another round.
         if poll(&mut fds, timeout).unwrap_or(0) > 0 {
             match signalfd.read_signal() {
@@ -122,6 +131,16 @@ pub fn run(
                     break;
                 }
                 Ok(None) | Err(_) => {}
+            }
+        }
+        if let Some(idle) = &mut idle {
+            let busy = stats.active.load(Ordering::Relaxed) > 0 || !linger.is_empty();
+            if idle.expired(Instant::now(), busy, stats.handled()) {
+                log::info!(
+                    "no client for {} s (--idle-exit): stopping; systemd starts the service again for the next one",
+                    idle.limit.as_secs_f64()
+                );
+                break;
             }
         }
         if watchdog.is_some() {
@@ -146,6 +165,43 @@ pub fn run(
     linger.finish(deadline);
     log::info!("stopped; {}", stats.summary());
     Ok(())
+}
+
+/// Shortest wait of the main loop while idle-exit is armed, so it never spins.
+const IDLE_MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// How long the service has gone without a client, for `--idle-exit`.
+struct Idle {
+    limit: Duration,
+    since: Instant,
+    /// Clients handled (served or failed) when last looked at.
+    handled: u64,
+}
+
+impl Idle {
+    fn new(limit: Duration, now: Instant, handled: u64) -> Idle {
+        Idle {
+            limit,
+            since: now,
+            handled,
+        }
+    }
+
+    /// True once nothing was `busy` (being served or lingering) and no
+    /// client was handled for `limit`. A client seen restarts the count.
+    fn expired(&mut self, now: Instant, busy: bool, handled: u64) -> bool {
+        if busy || handled != self.handled {
+            self.since = now;
+            self.handled = handled;
+            return false;
+        }
+        now.duration_since(self.since) >= self.limit
+    }
+
+    /// Time left before `expired` turns true if nothing happens.
+    fn left(&self, now: Instant) -> Duration {
+        (self.since + self.limit).saturating_duration_since(now)
+    }
 }
 
 /// The protocol of a socket named by `FileDescriptorName=`, if the name is one.
@@ -200,5 +256,22 @@ mod tests {
         assert_eq!(protocol_for(Some("qt4"), Protocol::Qt), Protocol::Qt4);
         assert_eq!(protocol_for(Some("fortune.socket"), Protocol::Qt4), Protocol::Qt4);
         assert_eq!(protocol_for(None, Protocol::Text), Protocol::Text);
+    }
+
+    #[test]
+    fn idle_counts_from_the_last_client() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut idle = Idle::new(s(10), t0, 5);
+        assert!(!idle.expired(t0 + s(9), false, 5));
+        assert_eq!(idle.left(t0 + s(9)), s(1));
+        // A client handled at 9 s: the ten seconds start again.
+        assert!(!idle.expired(t0 + s(9), false, 6));
+        assert!(!idle.expired(t0 + s(18), false, 6));
+        // One still lingering at 18 s: not idle either.
+        assert!(!idle.expired(t0 + s(18), true, 6));
+        assert!(!idle.expired(t0 + s(27), false, 6));
+        assert!(idle.expired(t0 + s(28), false, 6));
+        assert_eq!(idle.left(t0 + s(30)), Duration::ZERO);
     }
 }

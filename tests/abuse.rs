@@ -322,26 +322,6 @@ fn big_fortune(chars: usize) -> std::path::PathBuf {
     util::file_with("x".repeat(chars).as_bytes())
 }
 
-/// Connects with an 8 KiB receive buffer (set before the handshake, so the
-/// window stays small).
-fn small_window_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let fd = socket::socket(
-        socket::AddressFamily::Inet,
-        socket::SockType::Stream,
-        socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    socket::setsockopt(&fd, sockopt::RcvBuf, &4096)?;
-    socket::connect(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &socket::SockaddrIn::from(match addr {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!("loopback tests use IPv4"),
-        }),
-    )?;
-    Ok(TcpStream::from(fd))
-}
-
 /// Item 2: 20 x --max-connections attempts at once, on two listening sockets:
 /// at most the cap is served at a time (the rest wait in the backlog, the
 /// cap is shown in STATUS=), and every accepted client gets a whole frame.
@@ -350,9 +330,9 @@ fn flood() {
     let _serial = serial();
     const CAP: usize = 16;
     const ATTEMPTS: usize = 20 * CAP;
-    // Frames larger than the largest send buffer (tcp_wmem), read by clients
-    // with a small receive buffer: a connection stays in progress until its
-    // client reads, so the cap is what limits how many get data.
+    // Frames larger than the largest send buffer (tcp_wmem) plus what a
+    // client's receive window takes before it reads: a connection stays in
+    // progress until its client reads, so the cap limits how many get data.
     let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap_or_default();
     let wmem_max: usize = wmem
         .split_whitespace()
@@ -376,27 +356,34 @@ fn flood() {
             .env("NOTIFY_SOCKET", &notify.path),
     );
     let gate = Barrier::new(ATTEMPTS + 1);
+    // Every client looks (peeks) before any reads: a read frees a slot.
+    let looked = Barrier::new(ATTEMPTS);
     let hold = Duration::from_millis(2500);
     let (results, threads_at_cap): (Vec<(Outcome, bool)>, usize) = std::thread::scope(|scope| {
         let clients: Vec<_> = (0..ATTEMPTS)
             .map(|i| {
-                let gate = &gate;
+                let (gate, looked) = (&gate, &looked);
                 let addr = if i % 2 == 0 { first } else { second };
                 std::thread::Builder::new()
                     .stack_size(64 * 1024)
                     .spawn_scoped(scope, move || {
                         gate.wait();
-                        let mut s = match small_window_connect(addr) {
-                            Ok(s) => s,
-                            Err(e) => return (outcome_of(&e), false),
-                        };
+                        let start = Instant::now();
+                        let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(10));
                         // Everyone holds off reading while the cap is observed.
-                        std::thread::sleep(hold);
+                        std::thread::sleep((start + hold).saturating_duration_since(Instant::now()));
                         let mut byte = [0u8; 1];
-                        let _ = s.set_nonblocking(true);
-                        let had_data = s.peek(&mut byte).is_ok_and(|n| n > 0);
-                        let _ = s.set_nonblocking(false);
-                        (read_frame(&mut s, Duration::from_secs(20)), had_data)
+                        let had_data = connected.as_ref().is_ok_and(|s| {
+                            s.set_nonblocking(true).is_ok() && s.peek(&mut byte).is_ok_and(|n| n > 0)
+                        });
+                        looked.wait();
+                        match connected {
+                            Ok(mut s) => {
+                                let _ = s.set_nonblocking(false);
+                                (read_frame(&mut s, Duration::from_secs(20)), had_data)
+                            }
+                            Err(e) => (outcome_of(&e), false),
+                        }
                     })
                     .expect("client thread")
             })

@@ -233,6 +233,18 @@ impl Running {
 
     /// Waits for exit, up to `limit`; then kills.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = self.exited_within(limit);
+        if status.is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// Waits for exit, up to `limit`; leaves it running if it has not exited.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         let end = Instant::now() + limit;
         loop {
@@ -240,8 +252,6 @@ impl Running {
                 return Some(status);
             }
             if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
                 return None;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -285,6 +295,12 @@ impl Running {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Waits for it to exit by itself (killed after `limit`) and collects the output.
+    pub fn exit(mut self, limit: Duration) -> Finished {
+        let status = self.wait(limit);
+        self.finish(status)
     }
 
     pub fn stderr(&self) -> String {
@@ -521,4 +537,42 @@ pub fn listening_port(pid: u32) -> Option<u16> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
+/// and returns what it showed; fails the test unless every press showed one
+/// of `expected`.
+pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expected: &[String]) -> String {
+    let lines: String = expected.iter().map(|f| json_quote(f) + "\n").collect();
+    let expect = file_with(lines.as_bytes());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_fortune_client.py");
+    let done = Cmd::new("/usr/bin/python3")
+        .args([
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "--client",
+            client,
+        ])
+        .args(["--presses", &presses.to_string()])
+        .arg("--expect")
+        .arg(&expect)
+        .run(Duration::from_secs(120));
+    done.assert_code(0);
+    done.stdout
+}
+
+fn json_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

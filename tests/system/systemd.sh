@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# The units in systemd/ under a real, booted systemd (Debian 12 in
+# systemd-nspawn): socket activation read through the real Qt reader, STATUS=,
+# reload, Accept=yes via the README's drop-in, RFC 865 over TCP and UDP,
+# --idle-exit with a restart by the socket, a clean stop, and the sandbox's
+# `systemd-analyze security` exposure (at most 0.5) for both services.
+# Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
+# beyond loopback. With CI=true a missing tool fails the test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/system/lib/container.sh
+
+MAX_EXPOSURE=0.5
+BIN=target/release/fortune-server
+UNITS=(fortune.socket fortune.service fortune@.service fortune-qotd.socket)
+
+step() { printf '\n--- %s\n' "$*"; }
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+missing() {
+    if [ "${CI:-}" = true ]; then fail "$1 is missing and CI=true: install it (.ci/packages)"; fi
+    echo "SKIPPED: $1 is not installed"
+    exit 0
+}
+
+for tool in systemd-nspawn debootstrap nsenter systemd-analyze; do
+    command -v "$tool" >/dev/null || missing "$tool"
+done
+/usr/bin/python3 -c 'import PyQt5.QtNetwork' 2>/dev/null || missing "python3-pyqt5"
+[ "$(id -u)" = 0 ] || missing "root (systemd-nspawn needs it)"
+
+step "the two services share one sandbox"
+sandbox() { sed -n '/^DynamicUser=/,/^SystemCallErrorNumber=/p' "systemd/$1"; }
+if ! diff <(sandbox fortune.service) <(sandbox fortune@.service); then
+    fail "the sandbox lines of fortune.service and fortune@.service differ (diff above)"
+fi
+echo "identical: $(sandbox fortune.service | wc -l) lines"
+
+step "build the binary"
+cargo build --release --quiet
+ls -l "$BIN"
+
+# Free loopback ports: QT for fortune.socket, QOTD for fortune-qotd.socket
+# (TCP and UDP on the same number, as port 17 is).
+read -r QT QOTD < <(/usr/bin/python3 - <<'EOF'
+import socket
+ports = []
+for _ in range(100):
+    if len(ports) == 2:
+        break
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port)); ports.append(port)
+    except OSError:
+        pass
+    t.close(); u.close()
+print(*ports)
+EOF
+)
+
+step "boot Debian 12 with systemd in a container"
+root=$(container_rootfs)
+container_boot "$root"
+on_exit() {
+    local status=$?
+    if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
+        echo "--- the container's journal (last 60 lines)"
+        cexec journalctl --no-pager -n 60 || true
+    fi
+    _container_exit
+    return "$status"
+}
+trap on_exit EXIT
+
+step "install the binary and the units (by hand, as README.md shows)"
+cput "$BIN" /usr/bin/fortune-server
+for unit in "${UNITS[@]}"; do
+    cput "systemd/$unit" "/etc/systemd/system/$unit"
+done
+dropin() { # UNIT NAME: the drop-in's text on stdin
+    local file
+    file=$(mktemp)
+    cat >"$file"
+    chmod 644 "$file"
+    cput "$file" "/etc/systemd/system/$1.d/$2.conf"
+    rm -f "$file"
+}
+# An empty Listen*= resets every Listen*= line of the unit, stream and datagram.
+dropin fortune.socket loopback <<EOF
+[Socket]
+ListenStream=
+ListenStream=127.0.0.1:$QT
+EOF
+dropin fortune-qotd.socket loopback <<EOF
+[Socket]
+ListenStream=
+ListenStream=127.0.0.1:$QOTD
+ListenDatagram=127.0.0.1:$QOTD
+EOF
+cexec systemctl daemon-reload
+echo "fortune.socket on 127.0.0.1:$QT, fortune-qotd.socket on 127.0.0.1:$QOTD (tcp and udp)"
+
+step "systemd-analyze verify (no output allowed)"
+for unit in "${UNITS[@]}"; do
+    # man:fortune-server(1) comes with the package; here only the units are installed.
+    out=$(cexec systemd-analyze verify --man=no "/etc/systemd/system/$unit" 2>&1) ||
+        fail "systemd-analyze verify $unit: $out"
+    [ -z "$out" ] || fail "systemd-analyze verify $unit printed: $out"
+    echo "$unit: ok"
+done
+
+show() { cexec systemctl show -P "$2" "$1"; }
+logged() { # TEXT [JOURNAL MATCH]: prints the line once fortune.service has logged TEXT (10 s at most)
+    local text=$1
+    shift
+    for _ in $(seq 50); do
+        cexec journalctl --no-pager -u fortune.service -o cat "$@" | grep -F -- "$text" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+qt_read() {
+    local out
+    out=$(QT_QPA_PLATFORM=offscreen PYTHONIOENCODING=utf-8 timeout 60 \
+        /usr/bin/python3 tests/qt_reader.py 127.0.0.1 "$QT" --framing qt --count 1) ||
+        fail "the Qt reader got no fortune from 127.0.0.1:$QT"
+    [ "${#out}" -gt 2 ] || fail "the Qt reader read an empty fortune"
+    echo "Qt read: $out"
+    fortune=$out
+}
+wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
+    local secs=$1 what=$2
+    shift 2
+    for _ in $(seq $((secs * 10))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "$what: not within $secs s"
+}
+
+step "systemctl start fortune.socket; read a fortune through Qt"
+cexec systemctl start fortune.socket
+[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service started before any client"
+qt_read
+[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service is not active after a client"
+pid=$(show fortune.service MainPID)
+echo "fortune.service active, MainPID $pid, running as uid $(cexec stat -c %u "/proc/$pid") (DynamicUser)"
+limit=$(cexec grep 'Max open files' "/proc/$pid/limits")
+echo "$limit"
+# LimitNOFILE=65536 (capped by this host's hard limit): soft = hard, not 1024.
+read -r soft hard < <(echo "$limit" | awk '{ print $4, $5 }')
+if [ "$soft" != "$hard" ] || [ "$soft" -le 1024 ]; then fail "LimitNOFILE= not in effect"; fi
+
+step "systemctl status shows the STATUS= text"
+status=$(cexec systemctl status --no-pager fortune.service || true)
+echo "$status" | head -n 12
+echo "$status" | grep -q 'Status: "Serving 7 fortunes (built-in) on tcp 127.0.0.1:'"$QT"' (qt)' ||
+    fail "systemctl status lacks the STATUS= line"
+
+step "the watchdog is fed (WatchdogSec=$(show fortune.service WatchdogUSec))"
+fed=$(show fortune.service WatchdogTimestampMonotonic)
+watchdog_fed() { [ "$(show fortune.service WatchdogTimestampMonotonic)" != "$fed" ]; }
+wait_for 10 "a WATCHDOG=1 ping" watchdog_fed
+echo "last ping at $(show fortune.service WatchdogTimestamp)"
+
+step "systemctl reload keeps the same process"
+cexec systemctl reload fortune.service
+[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service is not active after reload"
+[ "$(show fortune.service MainPID)" = "$pid" ] || fail "MainPID changed on reload ($pid -> $(show fortune.service MainPID))"
+logged 'reloaded 7 fortunes' || fail "no reload in the journal"
+qt_read
+echo "still MainPID $pid"
+
+step "systemd-analyze security (booted), at most $MAX_EXPOSURE"
+scores=()
+for unit in fortune.service fortune@probe.service; do
+    report=$(cexec systemd-analyze security --no-pager "$unit") || fail "systemd-analyze security $unit failed"
+    echo "$report" | grep -v '^✓' | sed 's/^/  /'
+    score=$(echo "$report" | sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+    [ -n "$score" ] || fail "no exposure level for $unit"
+    scores+=("$unit $score")
+    awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s <= max) }' ||
+        fail "$unit exposure $score is above $MAX_EXPOSURE"
+done
+
+step "switch fortune.socket to Accept=yes with the two-line drop-in"
+dropin fortune.socket accept <<EOF
+[Socket]
+Accept=yes
+EOF
+# As README.md says, after `systemctl edit` (which reloads the daemon).
+cexec systemctl daemon-reload
+cexec systemctl stop fortune.service
+cexec systemctl restart fortune.socket
+[ "$(show fortune.socket Accept)" = yes ] || fail "the drop-in did not set Accept=yes"
+qt_read
+qt_read
+no_instance_left() { [ -z "$(cexec systemctl list-units --plain --no-legend 'fortune@*')" ]; }
+wait_for 10 "fortune@ instances finished" no_instance_left
+instances=$(cexec journalctl --no-pager -o cat _PID=1 | grep -o '^Started fortune@[0-9][^ ]*\.service' | sort -u)
+[ "$(echo "$instances" | grep -c .)" -ge 2 ] || fail "no two fortune@ instances in the journal: $instances"
+echo "$instances"
+[ "$(show fortune.socket NAccepted)" -ge 2 ] || fail "fortune.socket accepted fewer than 2 connections"
+failed=$(cexec systemctl list-units --failed --plain --no-legend 'fortune*')
+[ -z "$failed" ] || fail "failed units: $failed"
+[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service ran in Accept=yes mode"
+echo "served by fortune@ instances, $(show fortune.socket NAccepted) accepted; fortune.service stayed inactive"
+
+step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
+cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
+cexec systemctl daemon-reload
+cexec systemctl restart fortune.socket
+[ "$(show fortune.socket Accept)" = no ] || fail "fortune.socket still has Accept=yes"
+cexec systemctl start fortune-qotd.socket
+/usr/bin/python3 - "$QOTD" <<'EOF'
+import socket, sys
+port = int(sys.argv[1])
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+text = data.decode("utf-8")
+assert text and text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), repr(data)
+print("TCP text:", repr(text))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(10)
+u.sendto(b"\n", ("127.0.0.1", port))
+reply, _ = u.recvfrom(65536)
+assert 0 < len(reply) <= 512 and reply.endswith(b"\r\n"), repr(reply)
+print(f"UDP text ({len(reply)} bytes):", repr(reply.decode("utf-8")))
+EOF
+qt_read
+status=$(show fortune.service StatusText)
+echo "one process serves all three sockets: $status"
+for socket in "tcp 127.0.0.1:$QT (qt)" "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0.1:$QOTD (text)"; do
+    [[ $status == *"$socket"* ]] || fail "fortune.service does not serve $socket"
+done
+
+step "fortunes from /usr/share/games/fortunes; --idle-exit: exits 0 when idle, the socket starts it again"
+FILE=/usr/share/games/fortunes/fortune-server-test
+fortune_file() { # the fortunes, one per argument, in fortune-mod's % format
+    local file
+    file=$(mktemp)
+    printf '%s\n%%\n' "$@" >"$file"
+    chmod 644 "$file"
+    cput "$file" "$FILE"
+    rm -f "$file"
+}
+fortune_file "Alpha fortune." "Beta fortune."
+dropin fortune.service test <<EOF
+[Service]
+Environment=FORTUNE_FORTUNES=$FILE FORTUNE_IDLE_EXIT=2
+EOF
+cexec systemctl stop fortune.service
+cexec systemctl daemon-reload
+qt_read
+[[ $fortune == '"Alpha fortune."' || $fortune == '"Beta fortune."' ]] || fail "not a fortune from $FILE: $fortune"
+[[ $(show fortune.service StatusText) == "Serving 2 fortunes ($FILE)"* ]] ||
+    fail "STATUS= does not name $FILE: $(show fortune.service StatusText)"
+first=$(show fortune.service InvocationID)
+service_inactive() { [ "$(show fortune.service ActiveState)" = inactive ]; }
+wait_for 20 "fortune.service idle exit" service_inactive
+[ "$(show fortune.service Result)" = success ] || fail "idle exit result: $(show fortune.service Result)"
+[ "$(show fortune.service ExecMainStatus)" = 0 ] || fail "idle exit status: $(show fortune.service ExecMainStatus)"
+[ "$(show fortune.socket ActiveState)" = active ] || fail "fortune.socket is not listening after the idle exit"
+logged '(--idle-exit): stopping' || fail "no idle exit in the journal"
+qt_read
+second=$(show fortune.service InvocationID)
+if [ -z "$second" ] || [ "$second" = "$first" ]; then
+    fail "the client after the idle exit was not served by a new instance"
+fi
+echo "served again by a new instance (invocation $first -> $second)"
+fortune_file "Alpha fortune." "Beta fortune." "Gamma fortune."
+cexec systemctl reload fortune.service
+logged "reloaded 3 fortunes ($FILE)" || fail "the reload did not read the 3 fortunes of $FILE"
+
+step "systemctl stop ends cleanly"
+pid=$(show fortune.service MainPID)
+cexec systemctl stop fortune-qotd.socket fortune.socket fortune.service
+[ "$(show fortune.service Result)" = success ] || fail "stop result: $(show fortune.service Result)"
+[ "$(show fortune.service ExecMainStatus)" = 0 ] || fail "stop status: $(show fortune.service ExecMainStatus)"
+logged 'stopped; ' _PID="$pid" || fail "no clean stop in the journal"
+failed=$(cexec systemctl list-units --failed --plain --no-legend 'fortune*')
+[ -z "$failed" ] || fail "failed units: $failed"
+if /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $QT), timeout=2)" 2>/dev/null; then
+    fail "127.0.0.1:$QT still accepts connections after stop"
+fi
+echo "fortune.service exited 0; nothing listens on $QT"
+
+step "exposure (systemd-analyze security, booted, at most $MAX_EXPOSURE)"
+printf '%s\n' "${scores[@]}"
