@@ -7,14 +7,13 @@
 //! whole timer.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{self, MsgFlags};
 
 use crate::sockets::Stream;
 
@@ -57,6 +56,10 @@ impl Linger {
 
     /// Hands over a connection whose write side is shut down.
     pub fn park(&self, stream: Stream) {
+        if let Err(e) = stream.set_nonblocking(true) {
+            log::debug!("{}: closing without waiting: {e}", stream.peer());
+            return;
+        }
         let mut state = self.lock();
         let key = state.next_key;
         state.next_key += 1;
@@ -110,8 +113,6 @@ impl Linger {
                 }
             };
             let mut state = self.lock();
-            // Closed after the lock is released: workers park meanwhile.
-            let mut gone = Vec::new();
             for event in &events[..n] {
                 let key = event.data();
                 let done = match state.open.get_mut(&key) {
@@ -119,7 +120,7 @@ impl Linger {
                     None => false,
                 };
                 if done {
-                    gone.extend(state.open.remove(&key));
+                    state.open.remove(&key);
                 }
             }
             let now = Instant::now();
@@ -127,27 +128,22 @@ impl Linger {
                 if entry.get().0 > now {
                     break;
                 }
-                let expired = entry.remove();
-                log::debug!("{}: did not close within the timeout; closing", expired.1.peer());
-                gone.push(expired);
+                let (_, stream) = entry.remove();
+                log::debug!("{}: did not close within the timeout; closing", stream.peer());
             }
-            drop(state);
-            drop(gone);
         }
     }
 }
 
-/// Reads and discards; true once the peer has closed or failed. Each read
-/// is non-blocking by itself (`MSG_DONTWAIT`), which spares making every
-/// parked socket non-blocking first.
-fn drained_to_end(stream: &Stream, sink: &mut [u8]) -> bool {
+/// Reads and discards; true once the peer has closed or failed.
+fn drained_to_end(stream: &mut Stream, sink: &mut [u8]) -> bool {
     let mut taken = 0;
     while taken < DRAIN_PER_ROUND {
-        match socket::recv(stream.as_fd().as_raw_fd(), sink, MsgFlags::MSG_DONTWAIT) {
+        match stream.read(sink) {
             Ok(0) => return true,
             Ok(n) => taken += n,
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(_) => return true,
         }
     }

@@ -37,6 +37,9 @@ const SPARE_WORKERS: usize = 2;
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
 /// Pause after the process ran out of descriptors before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// Clients a worker accepts in a row, while more are queued, before it
+/// waits on epoll again (which also lets the other listeners have a turn).
+const ACCEPT_BATCH: usize = 16;
 /// epoll data of the stop eventfd; listeners use their index.
 const WAKE: u64 = u64::MAX;
 /// When stopping, how long handshakes already under way get to complete
@@ -218,7 +221,15 @@ impl Server {
                 Ok(0) if self.retire_if_spare() => return,
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) if events[0].data() == WAKE => break,
-                Ok(_) => self.accept_one(events[0].data() as usize),
+                Ok(_) => {
+                    // While clients queue up, take the next without asking epoll again.
+                    let index = events[0].data() as usize;
+                    for _ in 0..ACCEPT_BATCH {
+                        if !self.accept_one(index) || self.stopping.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                }
                 Err(e) => {
                     log::error!("waiting for clients failed: {e}; retrying");
                     std::thread::sleep(FD_BACKOFF);
@@ -249,7 +260,8 @@ impl Server {
         }
     }
 
-    fn accept_one(self: &Arc<Self>, index: usize) {
+    /// Accepts and serves one client; false if there was none to take.
+    fn accept_one(self: &Arc<Self>, index: usize) -> bool {
         let (listener, protocol) = &self.listeners[index];
         match listener.accept() {
             Ok(stream) => {
@@ -259,6 +271,7 @@ impl Server {
                 self.begin_busy();
                 self.serve(stream, *protocol);
                 self.end_busy();
+                return true;
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(e) if is_out_of_fds(&e) => {
@@ -271,6 +284,7 @@ impl Server {
             // transient network error: nothing to do for anyone else.
             Err(e) => log::debug!("accept on {listener}: {e}"),
         }
+        false
     }
 
     fn begin_busy(&self) {
