@@ -105,7 +105,7 @@ echo "fortune.socket on 127.0.0.1:$QT, fortune-qotd.socket on 127.0.0.1:$QOTD (t
 
 step "systemd-analyze verify (no output allowed)"
 for unit in "${UNITS[@]}"; do
-    # man:fortune-server(1) comes with the package; here only the units are installed.
+    # man:fortune-server(8) comes with the package; here only the units are installed.
     out=$(cexec systemd-analyze verify --man=no "/etc/systemd/system/$unit" 2>&1) ||
         fail "systemd-analyze verify $unit: $out"
     [ -z "$out" ] || fail "systemd-analyze verify $unit printed: $out"
