@@ -185,6 +185,21 @@ fn settle(limit: Duration, want: usize, probe: impl Fn() -> usize) -> usize {
     }
 }
 
+/// The probe's value once it holds still for 200 ms (at most `limit`): e.g.
+/// the server's descriptors after the last connections of a load closed.
+fn steady(limit: Duration, probe: impl Fn() -> usize) -> usize {
+    let end = Instant::now() + limit;
+    let mut last = probe();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = probe();
+        if now == last || Instant::now() > end {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Raises this test process's descriptor limit (soft to hard): it holds thousands of sockets.
 fn need_fds(n: u64) {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
@@ -211,7 +226,7 @@ fn slowloris() {
     let (server, addr) = start(Cmd::server().args(["--timeout", &timeout.to_string()]));
     let never = AtomicBool::new(false);
     load(addr, 16, 20, Duration::from_secs(10), &never); // warm-up: threads, caches
-    let idle_fds = server.fds();
+    let idle_fds = steady(Duration::from_secs(5), || server.fds());
     let (mut quiet, mut quiet_lat, mut busy, mut busy_lat) =
         (Tally::default(), vec![], Tally::default(), vec![]);
     let (mut hogs, mut started, mut connected, mut held_fds) = (vec![], Instant::now(), Duration::ZERO, 0);
@@ -652,7 +667,8 @@ fn junk_client(addr: SocketAddr) -> Outcome {
 fn resets_and_junk() {
     let _serial = serial();
     let (server, addr) = start(Cmd::server().args(["--timeout", "1"]));
-    let (fds_before, threads_before) = (server.fds(), server.threads());
+    let fds_before = steady(Duration::from_secs(5), || server.fds());
+    let threads_before = server.threads();
     let stop = AtomicBool::new(false);
     let (normal, junk) = std::thread::scope(|scope| {
         let normal = scope.spawn(|| load(addr, 8, 100_000, Duration::from_secs(10), &stop));
