@@ -166,7 +166,11 @@ impl Lists {
                 if !plain {
                     return None;
                 }
-                lists.dirs.last_mut()?.files.push((name.to_string(), count as usize));
+                lists
+                    .dirs
+                    .last_mut()?
+                    .files
+                    .push((name.to_string(), count as usize));
             }
         }
         lists.dirs.iter().all(|d| !d.files.is_empty()).then_some(lists)
@@ -188,7 +192,10 @@ pub fn read(dir: &Path) -> Option<Lists> {
         Ok(_) => {
             let lists = Lists::parse(&bytes);
             if lists.is_none() {
-                log::debug!("{}: not a list cache of this version, listing again", path.display());
+                log::debug!(
+                    "{}: not a list cache of this version, listing again",
+                    path.display()
+                );
             }
             lists
         }
@@ -265,7 +272,10 @@ mod tests {
             offensive: true,
             dirs: vec![],
         };
-        assert_eq!(empty.to_bytes().unwrap(), b"fortune-server lists 1\noffensive 1\nend\n");
+        assert_eq!(
+            empty.to_bytes().unwrap(),
+            b"fortune-server lists 1\noffensive 1\nend\n"
+        );
         assert_eq!(Lists::parse(&empty.to_bytes().unwrap()), Some(empty));
     }
 

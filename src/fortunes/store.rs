@@ -482,7 +482,9 @@ impl Loader<'_> {
             .as_ref()
             .and_then(|c| Some(c.old.as_ref()?.files(key?, stamp)?.to_vec()));
         if let (Some(files), Some(cache), Some(key)) = (cached, self.cache.as_mut(), key) {
-            let sources = files.iter().map(|(name, count)| Source::lazy(dir.join(name), *count));
+            let sources = files
+                .iter()
+                .map(|(name, count)| Source::lazy(dir.join(name), *count));
             self.sources.extend(sources);
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
