@@ -123,8 +123,9 @@ impl Lists {
     /// strfile index can hold.
     pub fn parse(bytes: &[u8]) -> Option<Lists> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let body = text.strip_suffix("end\n")?;
-        let mut lines = body.split_terminator('\n');
+        // "\nend\n", not "end\n": a file cut after "legend\n" must not read as "leg".
+        let body = text.strip_suffix("\nend\n")?;
+        let mut lines = body.split('\n');
         if lines.next()? != MAGIC {
             return None;
         }
@@ -309,6 +310,7 @@ mod tests {
             // Truncated anywhere, even at a line's end.
             text[..text.len() - 1].into(),
             text.replace("end\n", ""),
+            text.replace("1 men women\nend\n", "1 legend\n"),
             // Another version, flag or field.
             text.replace("lists 1", "lists 2"),
             text.replace("offensive 0", "offensive 2"),
