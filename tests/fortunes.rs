@@ -535,14 +535,9 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
         b"fortune-server lists 1\noffensive 0\ndir 1 2 3 4 5 6 /x\n9 ../../etc/passwd\nend\n",
         b"fortune-server lists 1\noffensive 0\n",
     ];
-    let (activator, addr) = accept_yes(&[
-        "--fortunes",
-        dir_arg,
-        "--cache-dir",
-        cache.to_str().expect("UTF-8"),
-        "--log-level",
-        "debug",
-    ]);
+    // Through the variable, as a unit's Environment= would set it.
+    let env = format!("FORTUNE_CACHE_DIR={}", cache.display());
+    let (activator, addr) = accept_yes_with(&["-E", &env], &["--fortunes", dir_arg, "--log-level", "debug"]);
     for bytes in garbage {
         std::fs::write(lists::file_in(&cache), bytes).expect("write the cache");
         let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();

@@ -97,7 +97,7 @@ pub struct Store {
     offensive: bool,
     /// The cache directory whose [`lists`] this store was loaded with: a
     /// file that counts otherwise when opened makes it stale.
-    lists: Option<PathBuf>,
+    list_cache: Option<PathBuf>,
     /// No entry is longer than this many bytes (`None`: some file not opened yet).
     longest: Option<usize>,
     /// Entries whose frame fits a length limit, built on first need per limit.
@@ -246,7 +246,7 @@ impl Store {
             if cache.changed {
                 lists::write(cache.dir, &cache.new);
             }
-            store.lists = Some(cache.dir.to_path_buf());
+            store.list_cache = Some(cache.dir.to_path_buf());
         }
         Ok(store)
     }
@@ -269,7 +269,7 @@ impl Store {
             ends,
             origin,
             offensive,
-            lists: None,
+            list_cache: None,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
         }
@@ -303,7 +303,7 @@ impl Store {
         let i = n - first;
         let content = source.content.get_or_init(|| {
             let content = source.open(self.offensive);
-            if let (Content::Indexed(file), Some(dir)) = (&content, &self.lists)
+            if let (Content::Indexed(file), Some(dir)) = (&content, &self.list_cache)
                 && file.header.count as usize != source.count
             {
                 lists::drop_stale(dir);
