@@ -43,6 +43,12 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':')]
     pub fortunes: Vec<PathBuf>,
 
+    /// Directory for the cache of the fortune directories' lists, read and written by
+    /// one-connection processes (Accept=yes, --inetd) so each need not list them again.
+    /// Default: systemd's CacheDirectory= ($CACHE_DIRECTORY), else none.
+    #[arg(long, value_name = "DIR", env = "FORTUNE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
     /// Also serve offensive collections (rot13 index, off/ directory), decoded.
     #[arg(long, env = "FORTUNE_OFFENSIVE")]
     pub offensive: bool,
@@ -74,6 +80,17 @@ pub struct Cli {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", env = "FORTUNE_LOG_LEVEL", default_value = "info")]
     pub log_level: log::LevelFilter,
+}
+
+impl Cli {
+    /// `--cache-dir`, else the first directory of systemd's `CacheDirectory=`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(|| {
+            let systemd = std::env::var_os("CACHE_DIRECTORY")?;
+            let first = std::env::split_paths(&systemd).next()?;
+            (!first.as_os_str().is_empty()).then_some(first)
+        })
+    }
 }
 
 /// A clap error as one line (clap's own rendering spans several).

@@ -104,6 +104,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     logging::init(cli.log_level);
     // Adopt (and unset LISTEN_*) before any thread starts.
     let activation = activation::activate(cli.inetd, &cli.listen)?;
+    let cache_dir = cli.cache_dir();
     let selection = Selection {
         paths: cli.fortunes,
         offensive: cli.offensive,
@@ -113,7 +114,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         Activation::Connected(_) => Opening::Lazy,
         Activation::Listening { .. } => Opening::Eager,
     };
-    let store = Store::load(&selection, opening)?;
+    let store = Store::load_cached(&selection, opening, cache_dir.as_deref())?;
     match activation {
         Activation::Connected(stream) => {
             let live = Live::new(store, cli.daily);

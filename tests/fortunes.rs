@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use fortune_server::fortunes::lists;
+
 use util::{Cmd, Running, dir_with, fetch, file_with, free_port, loopback, qt_read, require, strfile};
 
 const DEBIAN: &str = "/usr/share/games/fortunes";
@@ -63,8 +65,14 @@ fn listen(args: &[&str]) -> (Running, SocketAddr) {
 
 /// `systemd-socket-activate --accept`: one server process per connection.
 fn accept_yes(args: &[&str]) -> (Running, SocketAddr) {
+    accept_yes_with(&[], args)
+}
+
+/// [`accept_yes`] with more options for systemd-socket-activate (`-E VAR=VALUE`).
+fn accept_yes_with(activator: &[&str], args: &[&str]) -> (Running, SocketAddr) {
     let addr = loopback(free_port());
-    let activator = Cmd::socket_activate(&["--accept", "-l", &addr.to_string()])
+    let listen = addr.to_string();
+    let activator = Cmd::socket_activate(&[&["--accept", "-l", &listen], activator].concat())
         .args(args)
         .spawn();
     activator.wait_for_log("Listening on");
@@ -408,4 +416,163 @@ fn daily_is_the_same_across_processes() {
     );
     assert_eq!(fetch(addr), first);
     server.stop().assert_code(0);
+}
+
+/// Waits until a directory just written is older than what the list cache
+/// records (it leaves out directories changed within the last second).
+fn let_settle() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+fn cache_text(cache: &Path) -> String {
+    std::fs::read_to_string(lists::file_in(cache)).unwrap_or_default()
+}
+
+#[test]
+fn accept_yes_with_the_systemd_cache_directory() {
+    if !require("systemd-socket-activate") || !require(&format!("{DEBIAN}/fortunes.dat")) {
+        return;
+    }
+    let entries = indexed_entries(Path::new(DEBIAN));
+    let cache = dir_with(&[]);
+    // As systemd sets it for CacheDirectory= (a list; the first one is used).
+    let env = format!("CACHE_DIRECTORY={}:/nonexistent", cache.display());
+    let (activator, addr) = accept_yes_with(&["-E", &env], &["--fortunes", DEBIAN]);
+    let served = qt_read(addr, "qt", 20);
+    assert_all_in(&served, &entries, "an entry of the Debian collection");
+    let text = cache_text(&cache);
+    let listed = lists::Lists::parse(text.as_bytes()).unwrap_or_else(|| panic!("no list cache: {text:?}"));
+    assert_eq!(listed.dirs.len(), 1, "{text}");
+    assert_eq!(listed.dirs[0].path, DEBIAN);
+    let cached: usize = listed.dirs[0].files.iter().map(|(_, n)| n).sum();
+    assert!(cached > 10_000, "{text}");
+    assert!(
+        listed.dirs[0].files.iter().any(|(name, _)| name == "fortunes"),
+        "{text}"
+    );
+    drop(activator);
+}
+
+#[test]
+fn accept_yes_list_cache_is_used_and_checked() {
+    if !require("strfile") || !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = mixed_directory();
+    let cache = dir_with(&[]);
+    let_settle();
+    let dir_arg = dir.to_str().expect("UTF-8 scratch path");
+    let cache_arg = cache.to_str().expect("UTF-8 scratch path");
+    let (activator, addr) = accept_yes(&[
+        "--fortunes",
+        dir_arg,
+        "--cache-dir",
+        cache_arg,
+        "--log-level",
+        "debug",
+    ]);
+    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    let text = cache_text(&cache);
+    assert!(
+        text.contains("\n6 clean\n2 more\n") && !text.contains("unindexed"),
+        "{text:?}\n{}",
+        activator.stderr()
+    );
+
+    // Used: a cache that lists only `more` (with the directory's stamp) serves only it.
+    let only_more = text.replace("6 clean\n", "").replace("2 rude\n", "");
+    std::fs::write(lists::file_in(&cache), &only_more).expect("write the cache");
+    let more: HashSet<String> = ["seven\nlines", "eight"].map(String::from).into();
+    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &more, "an entry of `more`, the only file cached");
+
+    // A count that the file's index contradicts: the entry served is still one
+    // of the file, and the cache is removed for the next process to list again.
+    std::fs::write(lists::file_in(&cache), only_more.replace("2 more", "5 more")).expect("write");
+    let fortune = fetch(addr);
+    assert!(more.contains(&fortune), "{fortune:?}");
+    activator.wait_for_log("was stale (a file changed in place); removed");
+    let text = cache_text(&cache);
+    assert!(!text.contains("5 more"), "{text:?}");
+
+    // A file added: the directory's stamp changes, the cache is not trusted.
+    std::fs::write(lists::file_in(&cache), &only_more).expect("write the cache");
+    let extra: String = (0..30).map(|i| format!("extra {i}\n%\n")).collect();
+    std::fs::write(dir.join("extra"), extra).expect("write");
+    strfile(&dir.join("extra"), &["-s"]);
+    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
+    assert!(served.iter().any(|f| f.starts_with("extra")), "{served:?}");
+    let_settle();
+    fetch(addr);
+    assert!(
+        cache_text(&cache).contains("\n30 extra\n"),
+        "{}",
+        cache_text(&cache)
+    );
+
+    // A file removed: listed again.
+    std::fs::remove_file(dir.join("extra")).expect("remove");
+    std::fs::remove_file(dir.join("extra.dat")).expect("remove");
+    let_settle();
+    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    assert!(!cache_text(&cache).contains("extra"), "{}", cache_text(&cache));
+    drop(activator);
+}
+
+#[test]
+fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
+    if !require("strfile") || !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = mixed_directory();
+    let dir_arg = dir.to_str().expect("UTF-8 scratch path");
+    let cache = dir_with(&[]);
+    let_settle();
+    let garbage: [&[u8]; 3] = [
+        b"\xff\xfe not text",
+        b"fortune-server lists 1\noffensive 0\ndir 1 2 3 4 5 6 /x\n9 ../../etc/passwd\nend\n",
+        b"fortune-server lists 1\noffensive 0\n",
+    ];
+    // Through the variable, as a unit's Environment= would set it.
+    let env = format!("FORTUNE_CACHE_DIR={}", cache.display());
+    let (activator, addr) = accept_yes_with(&["-E", &env], &["--fortunes", dir_arg, "--log-level", "debug"]);
+    for bytes in garbage {
+        std::fs::write(lists::file_in(&cache), bytes).expect("write the cache");
+        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
+        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        // Listed again and rewritten whole.
+        assert!(
+            cache_text(&cache).contains("\n6 clean\n"),
+            "{}",
+            cache_text(&cache)
+        );
+    }
+    assert!(
+        activator.log_count("not a list cache of this version") >= 3,
+        "{}",
+        activator.stderr()
+    );
+    drop(activator);
+
+    // A cache directory that cannot be written (here: not a directory) only costs the listing.
+    for unwritable in [file_with(b""), PathBuf::from("/nonexistent/cache")] {
+        let (activator, addr) = accept_yes(&[
+            "--fortunes",
+            dir_arg,
+            "--cache-dir",
+            unwritable.to_str().expect("UTF-8"),
+            "--log-level",
+            "debug",
+        ]);
+        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
+        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        assert!(
+            activator.log_count("cannot write the list cache") >= 5,
+            "{}",
+            activator.stderr()
+        );
+        drop(activator);
+    }
 }

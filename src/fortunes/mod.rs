@@ -1,9 +1,11 @@
 //! The fortunes: the built-in Qt seven or fortune-mod collections
 //! ([`store`]: loading, reading one entry; [`strfile`] and [`text`]: the pure
-//! parsers; [`daily`]: the quote of the day), and [`Live`], the collection
-//! being served, with the pick.
+//! parsers; [`daily`]: the quote of the day; [`lists`]: the directory lists
+//! cached for one-connection processes), and [`Live`], the collection being
+//! served, with the pick.
 
 pub mod daily;
+pub mod lists;
 pub mod store;
 pub mod strfile;
 pub mod text;

@@ -9,13 +9,14 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::BUILTIN;
+use super::lists::{self, Lists, Stamp};
 use super::strfile::{self, Header, IndexError};
 use super::text::{self, TextError};
 use crate::wire::Protocol;
@@ -91,7 +92,8 @@ pub enum Opening {
     /// Only list directories and size each index (its entry count) now, and
     /// open a file when one of its entries is picked: one connection per
     /// process (`Accept=yes`) then costs one `stat` per file, whatever the
-    /// number of entries.
+    /// number of entries, or, with a cache directory ([`Store::load_cached`]),
+    /// reading the [`lists`] cache instead.
     /// Files named on their own are still opened now.
     Lazy,
 }
@@ -105,6 +107,9 @@ pub struct Store {
     origin: String,
     /// Serve offensive files found on a pick ([`Opening::Lazy`]).
     offensive: bool,
+    /// The cache directory whose [`lists`] this store was loaded with: a
+    /// file that counts otherwise when opened makes it stale.
+    list_cache: Option<PathBuf>,
     /// No entry is longer than this many bytes (`None`: some file not opened yet).
     longest: Option<usize>,
     /// Entries whose frame fits a length limit, built on first need per limit.
@@ -206,31 +211,67 @@ impl Store {
         Store::new(vec![source], "built-in".into(), false)
     }
 
+    /// [`Store::load_cached`] without a cache.
+    pub fn load(selection: &Selection, opening: Opening) -> Result<Store, LoadError> {
+        Store::load_cached(selection, opening, None)
+    }
+
     /// The built-in fortunes when no path is given, else every named file and
     /// every fortune file of every named directory. A path written with a
     /// leading `-` (as in systemd's `EnvironmentFile=-`) is optional: when it
     /// does not exist, or is a directory without a fortune file, it is left
     /// out; when every path is left out, the built-in fortunes are served. The
     /// packages rely on it to serve the fortune-mod collections only once one
-    /// is installed.
-    pub fn load(selection: &Selection, opening: Opening) -> Result<Store, LoadError> {
-        let mut sources = Vec::new();
+    /// is installed. [`Opening::Lazy`] with a
+    /// `cache` directory takes each unchanged directory's list from the
+    /// [`lists`] cache there, and rewrites the cache when one has changed.
+    pub fn load_cached(
+        selection: &Selection,
+        opening: Opening,
+        cache: Option<&Path>,
+    ) -> Result<Store, LoadError> {
+        if selection.paths.is_empty() {
+            return Ok(Store::builtin());
+        }
+        let offensive = selection.offensive;
+        let cache = cache.filter(|_| opening == Opening::Lazy).map(|dir| Cache {
+            dir,
+            old: lists::read(dir).filter(|l| l.offensive == offensive),
+            new: Lists {
+                offensive,
+                dirs: Vec::new(),
+            },
+            changed: false,
+        });
+        let mut loader = Loader {
+            offensive,
+            opening,
+            cache,
+            sources: Vec::new(),
+        };
         let mut origin = Vec::new();
         for named in &selection.paths {
             let (path, optional) = match named.to_str().and_then(|p| p.strip_prefix('-')) {
                 Some(rest) => (Path::new(rest), true),
                 None => (named.as_path(), false),
             };
-            match add_path(path, selection.offensive, opening, &mut sources) {
+            match loader.add_path(path) {
                 Ok(()) => origin.push(path.display().to_string()),
                 Err(e) if optional && e.is_absence() => log::info!("{e}; it is optional, left out"),
                 Err(e) => return Err(e),
             }
         }
-        if sources.is_empty() {
+        if loader.sources.is_empty() {
             return Ok(Store::builtin());
         }
-        Ok(Store::new(sources, origin.join(", "), selection.offensive))
+        let mut store = Store::new(loader.sources, origin.join(", "), offensive);
+        if let Some(cache) = loader.cache {
+            if cache.changed {
+                lists::write(cache.dir, &cache.new);
+            }
+            store.list_cache = Some(cache.dir.to_path_buf());
+        }
+        Ok(store)
     }
 
     fn new(sources: Vec<Source>, origin: String, offensive: bool) -> Store {
@@ -251,6 +292,7 @@ impl Store {
             ends,
             origin,
             offensive,
+            list_cache: None,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
         }
@@ -282,10 +324,23 @@ impl Store {
         let first = if k == 0 { 0 } else { self.ends[k - 1] };
         let source = &self.sources[k];
         let i = n - first;
-        match source.content.get_or_init(|| source.open(self.offensive)) {
-            // A file read whole after its index failed may count otherwise than the index did.
+        let content = source.content.get_or_init(|| {
+            let content = source.open(self.offensive);
+            if let (Content::Indexed(file), Some(dir)) = (&content, &self.list_cache)
+                && file.header.count as usize != source.count
+            {
+                lists::drop_stale(dir);
+            }
+            content
+        });
+        // A file may count otherwise than listed: read whole after its index
+        // failed, or rewritten since (the lists cache, a race).
+        match content {
             Content::Memory(entries) => Ok(Cow::Borrowed(&entries[i % entries.len()])),
-            Content::Indexed(file) => file.entry(&source.path, i as u32).map(Cow::Owned),
+            Content::Indexed(file) => {
+                let i = i % file.header.count as usize;
+                file.entry(&source.path, i as u32).map(Cow::Owned)
+            }
             Content::Refused(why) => Err(EntryError::Refused {
                 path: source.path.clone(),
                 why: why.clone(),
@@ -329,6 +384,15 @@ impl Source {
             path,
             count,
             content: OnceLock::from(content),
+        }
+    }
+
+    /// A directory member to open on its first pick ([`Opening::Lazy`]).
+    fn lazy(path: PathBuf, count: usize) -> Source {
+        Source {
+            path,
+            count,
+            content: OnceLock::new(),
         }
     }
 
@@ -389,99 +453,150 @@ impl Indexed {
     }
 }
 
-/// A file or a directory of them.
-fn add_path(
-    path: &Path,
+/// The state of one [`Store::load_cached`].
+struct Loader<'a> {
     offensive: bool,
     opening: Opening,
-    sources: &mut Vec<Source>,
-) -> Result<(), LoadError> {
-    let fail = |problem| LoadError {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
-    if meta.is_dir() {
-        let before = sources.len();
-        let skipped = add_dir(path, offensive, opening, sources)?;
-        if sources.len() == before {
-            return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
-        }
-        return Ok(());
-    }
-    let (content, rotated) = open_file(path)?;
-    if !offensive && (rotated || offensive_by_name(path)) {
-        return Err(fail(Problem::Offensive));
-    }
-    sources.push(Source::opened(path.to_path_buf(), content));
-    Ok(())
+    cache: Option<Cache<'a>>,
+    sources: Vec<Source>,
 }
 
-/// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
-/// them, in name order; `off/` too with `offensive`. Returns how many
-/// offensive ones were left out.
-fn add_dir(
-    dir: &Path,
-    offensive: bool,
-    opening: Opening,
-    sources: &mut Vec<Source>,
-) -> Result<usize, LoadError> {
-    let unreadable = |e| LoadError {
-        path: dir.to_path_buf(),
-        problem: Problem::Unreadable(e),
-    };
-    let mut names: Vec<String> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-        // Names that are not UTF-8 cannot be fortune files we would log sensibly; skip them.
-        if let Some(name) = entry.map_err(unreadable)?.file_name().to_str() {
-            names.push(name.to_string());
+/// The [`lists`] cache while loading: the one read, the one to write.
+struct Cache<'a> {
+    dir: &'a Path,
+    old: Option<Lists>,
+    new: Lists,
+    /// Some directory was listed and recorded: write `new`.
+    changed: bool,
+}
+
+impl Loader<'_> {
+    /// A file or a directory of them.
+    fn add_path(&mut self, path: &Path) -> Result<(), LoadError> {
+        let fail = |problem| LoadError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
+        if meta.is_dir() {
+            let before = self.sources.len();
+            let skipped = self.add_dir(path, &meta)?;
+            if self.sources.len() == before {
+                return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
+            }
+            return Ok(());
         }
+        let (content, rotated) = open_file(path)?;
+        if !self.offensive && (rotated || offensive_by_name(path)) {
+            return Err(fail(Problem::Offensive));
+        }
+        self.sources.push(Source::opened(path.to_path_buf(), content));
+        Ok(())
     }
-    names.sort();
-    let present: HashSet<&str> = names.iter().map(String::as_str).collect();
-    let mut skipped = 0;
-    for name in &names {
-        let dat = format!("{name}.dat");
-        if name.starts_with('.') || name.ends_with(".dat") || !present.contains(dat.as_str()) {
-            continue;
-        }
-        let path = dir.join(name);
-        if !offensive && offensive_by_name(&path) {
-            skipped += 1;
-            continue;
-        }
-        // Lazy: the index's size gives the entry count, one stat per file.
-        let lazy_count = (opening == Opening::Lazy)
-            .then(|| std::fs::metadata(dir.join(&dat)).ok())
-            .flatten()
-            .and_then(|m| Header::count_from_len(m.len()));
-        if let Some(count) = lazy_count {
-            sources.push(Source {
-                path,
-                count,
-                content: OnceLock::new(),
+
+    /// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
+    /// them, in name order; `off/` too with `offensive`. Returns how many
+    /// offensive ones were left out. `meta`: the directory's, for the cache.
+    fn add_dir(&mut self, dir: &Path, meta: &Metadata) -> Result<usize, LoadError> {
+        let stamp = Stamp::of(meta);
+        let key = dir.to_str();
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| Some(c.old.as_ref()?.files(key?, stamp)?.to_vec()));
+        if let (Some(files), Some(cache), Some(key)) = (cached, self.cache.as_mut(), key) {
+            let sources = files
+                .iter()
+                .map(|(name, count)| Source::lazy(dir.join(name), *count));
+            self.sources.extend(sources);
+            cache.new.dirs.push(lists::Dir {
+                path: key.to_string(),
+                stamp,
+                files,
             });
-            continue;
+            // Without --offensive, off/ only counts when the directory holds nothing else.
+            let off = dir.join("off");
+            if self.offensive
+                && let Ok(meta) = std::fs::metadata(&off)
+                && meta.is_dir()
+            {
+                self.add_dir(&off, &meta)?;
+            }
+            return Ok(0);
         }
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            continue;
+        let unreadable = |e| LoadError {
+            path: dir.to_path_buf(),
+            problem: Problem::Unreadable(e),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            // Names that are not UTF-8 cannot be fortune files we would log sensibly; skip them.
+            if let Some(name) = entry.map_err(unreadable)?.file_name().to_str() {
+                names.push(name.to_string());
+            }
         }
-        let (content, rotated) = open_file(&path)?;
-        if !offensive && rotated {
-            skipped += 1;
-            continue;
+        names.sort();
+        let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let mut skipped = 0;
+        // What the cache can record: only lazily counted files.
+        let mut listed = Some(Vec::new());
+        for name in &names {
+            let dat = format!("{name}.dat");
+            if name.starts_with('.') || name.ends_with(".dat") || !present.contains(dat.as_str()) {
+                continue;
+            }
+            let path = dir.join(name);
+            if !self.offensive && offensive_by_name(&path) {
+                skipped += 1;
+                continue;
+            }
+            // Lazy: the index's size gives the entry count, one stat per file.
+            let lazy_count = (self.opening == Opening::Lazy)
+                .then(|| std::fs::metadata(dir.join(&dat)).ok())
+                .flatten()
+                .and_then(|m| Header::count_from_len(m.len()));
+            if let Some(count) = lazy_count {
+                self.sources.push(Source::lazy(path, count));
+                if let Some(files) = listed.as_mut() {
+                    files.push((name.clone(), count));
+                }
+                continue;
+            }
+            listed = None;
+            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let (content, rotated) = open_file(&path)?;
+            if !self.offensive && rotated {
+                skipped += 1;
+                continue;
+            }
+            self.sources.push(Source::opened(path, content));
         }
-        sources.push(Source::opened(path, content));
+        let settled = stamp.settled(std::time::SystemTime::now());
+        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key)
+            && settled
+            && !files.is_empty()
+        {
+            cache.new.dirs.push(lists::Dir {
+                path: key.to_string(),
+                stamp,
+                files,
+            });
+            cache.changed = true;
+        }
+        let off = dir.join("off");
+        if present.contains("off") {
+            match std::fs::metadata(&off) {
+                Ok(meta) if meta.is_dir() && self.offensive => {
+                    self.add_dir(&off, &meta)?;
+                }
+                Ok(meta) if meta.is_dir() => skipped += 1,
+                _ => {}
+            }
+        }
+        Ok(skipped)
     }
-    let off = dir.join("off");
-    if present.contains("off") && std::fs::metadata(&off).is_ok_and(|m| m.is_dir()) {
-        if offensive {
-            add_dir(&off, true, opening, sources)?;
-        } else {
-            skipped += 1;
-        }
-    }
-    Ok(skipped)
 }
 
 /// fortune-mod's marks of an offensive collection other than its index's

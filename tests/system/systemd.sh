@@ -209,6 +209,26 @@ failed=$(cexec systemctl list-units --failed --plain --no-legend 'fortune*')
 [ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service ran in Accept=yes mode"
 echo "served by fortune@ instances, $(show fortune.socket NAccepted) accepted; fortune.service stayed inactive"
 
+step "Accept=yes with a directory: the lists cached in CacheDirectory="
+DIR=/usr/share/games/fortune-server-test-dir
+for file in fortunes fortunes.dat; do
+    cput "tests/system/fortune-dir/$file" "$DIR/$file"
+done
+dropin fortune@.service dir <<EOF
+[Service]
+Environment=FORTUNE_FORTUNES=$DIR
+EOF
+cexec systemctl daemon-reload
+# The cache leaves out a directory changed within the last second.
+sleep 1.2
+qt_read
+qt_read
+[[ $fortune == '"Alpha fortune."' || $fortune == '"Beta fortune."' ]] || fail "not a fortune from $DIR: $fortune"
+cache=$(cexec cat /var/cache/fortune-server/lists-v1) || fail "no list cache in /var/cache/fortune-server"
+echo "$cache"
+grep -qx "2 fortunes" <<<"$cache" || fail "the list cache does not list $DIR/fortunes"
+cexec rm /etc/systemd/system/fortune@.service.d/dir.conf
+
 step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
 cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
 cexec systemctl daemon-reload

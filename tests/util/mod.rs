@@ -582,6 +582,7 @@ fn json_quote(s: &str) -> String {
 /// A new scratch directory holding `files` (names may contain `/`).
 pub fn dir_with(files: &[(&str, &[u8])]) -> PathBuf {
     let dir = scratch("dir");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
     for (name, contents) in files {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("scratch subdir");
