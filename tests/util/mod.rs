@@ -396,18 +396,18 @@ pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     }
 }
 
+/// One of the Python scripts beside this module that talk to `addr` through
+/// Qt (Debian's PyQt5, hence Debian's python3, not one on PATH).
+fn qt_script(script: &str, addr: SocketAddr) -> Cmd {
+    Cmd::new("/usr/bin/python3")
+        .arg(format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args([addr.ip().to_string(), addr.port().to_string()])
+}
+
 /// Reads `count` fortunes through the real Qt (tests/qt_reader.py).
 pub fn qt_read(addr: SocketAddr, framing: &str, count: usize) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_reader.py");
-    let done = Cmd::new("/usr/bin/python3")
-        .args([
-            script,
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            "--framing",
-            framing,
-        ])
-        .args(["--count", &count.to_string()])
+    let done = qt_script("qt_reader.py", addr)
+        .args(["--framing", framing, "--count", &count.to_string()])
         .env("QT_QPA_PLATFORM", "offscreen")
         .env("PYTHONIOENCODING", "utf-8")
         .run(Duration::from_secs(60));
@@ -547,16 +547,8 @@ pub fn listening_port(pid: u32) -> Option<u16> {
 pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expected: &[String]) -> String {
     let lines: String = expected.iter().map(|f| json_quote(f) + "\n").collect();
     let expect = file_with(lines.as_bytes());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qt_fortune_client.py");
-    let done = Cmd::new("/usr/bin/python3")
-        .args([
-            script,
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            "--client",
-            client,
-        ])
-        .args(["--presses", &presses.to_string()])
+    let done = qt_script("qt_fortune_client.py", addr)
+        .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
         .arg(&expect)
         .run(Duration::from_secs(120));
