@@ -130,10 +130,11 @@ fn bad_targets_are_usage_errors() {
             .assert_code(exit::USAGE.into())
             .assert_stderr_has("HOST[:PORT]");
     }
-    Cmd::client()
-        .args(["--count", "0"])
-        .run(LIMIT)
-        .assert_code(exit::USAGE.into());
+    for args in [&["--count", "0"][..], &["--bogus"], &["bench", "--clients", "x"]] {
+        let done = Cmd::client().args(args).run(LIMIT);
+        done.assert_code(exit::USAGE.into());
+        assert_eq!(done.stderr.lines().count(), 1, "one line\n{}", done.report());
+    }
 }
 
 #[test]

@@ -1,10 +1,22 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use fortune_server::client::{self, cli::ClientCli, exit};
 
 fn main() -> ExitCode {
-    let cli = fortune_server::client::cli::ClientCli::parse();
-    match fortune_server::client::run(cli) {
+    let cli = match ClientCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::from(exit::OK);
+        }
+        Err(e) => {
+            eprintln!("fortune-client: {}", fortune_server::cli::one_line(&e));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match client::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("fortune-client: error: {e}");
