@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -93,11 +94,21 @@ impl Cli {
     }
 }
 
-/// A clap error as one line (clap's own rendering spans several).
-pub fn one_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("error: invalid command line");
-    format!("{first} (see --help)")
+/// Parses the command line of either binary. `--help` and `--version` are
+/// printed and end the process with status 0; a usage error is handed to
+/// `report` as one line (clap's own rendering spans several) and ends it with
+/// `usage_status`. The `Err` is the status for `main` to exit with.
+pub fn parse<T: clap::Parser>(usage_status: u8, report: impl FnOnce(&str)) -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("error: invalid command line");
+        report(&format!("{first} (see --help)"));
+        ExitCode::from(usage_status)
+    })
 }
 
 pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {

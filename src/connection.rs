@@ -52,17 +52,6 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
     }
 }
 
-/// True for errors that mean the peer went away, not that we failed.
-pub fn is_peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionReset
-            | ErrorKind::BrokenPipe
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::NotConnected
-    )
-}
-
 /// True for a deadline that passed (`SO_SNDTIMEO`/`SO_RCVTIMEO` say `EAGAIN`).
 pub fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)

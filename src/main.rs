@@ -1,20 +1,11 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use fortune_server::{cli::Cli, exit, logging};
+use fortune_server::{cli, exit, logging};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse::<cli::Cli>(exit::USAGE, logging::report_fatal) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::from(exit::OK);
-        }
-        Err(e) => {
-            logging::report_fatal(&fortune_server::cli::one_line(&e));
-            return ExitCode::from(exit::USAGE);
-        }
+        Err(status) => return status,
     };
     match fortune_server::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),

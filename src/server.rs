@@ -1,8 +1,9 @@
 //! The accept loop: a pool of worker threads, each accepting from every
 //! listening socket (one epoll set) and serving the connection it accepted
-//! itself, start to finish, the FortuneThread way. The pool grows when every
-//! worker is busy, up to `--max-connections`, and idle extras retire; at the
-//! cap nobody accepts, so new clients wait in the kernel's backlog.
+//! itself, start to finish, the FortuneThread way. The pool grows when a
+//! worker must wait for a slow reader and no other is left waiting for new
+//! clients, up to `--max-connections`; idle extras retire. At the cap nobody
+//! accepts, so new clients wait in the kernel's backlog.
 //!
 //! Stopping serves every client whose handshake completed, including those
 //! still queued in the backlog. Sockets systemd passed stay open in systemd,

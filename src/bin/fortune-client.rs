@@ -1,20 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use fortune_server::client::{self, cli::ClientCli, exit};
 
 fn main() -> ExitCode {
-    let cli = match ClientCli::try_parse() {
+    let report = |line: &str| eprintln!("fortune-client: {line}");
+    let cli = match fortune_server::cli::parse::<ClientCli>(exit::USAGE, report) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::from(exit::OK);
-        }
-        Err(e) => {
-            eprintln!("fortune-client: {}", fortune_server::cli::one_line(&e));
-            return ExitCode::from(exit::USAGE);
-        }
+        Err(status) => return status,
     };
     match client::run(cli) {
         Ok(code) => ExitCode::from(code),
