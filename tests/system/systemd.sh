@@ -4,6 +4,10 @@
 # reload, Accept=yes via the README's drop-in, RFC 865 over TCP and UDP,
 # --idle-exit with a restart by the socket, a clean stop, and the sandbox's
 # `systemd-analyze security` exposure (at most 0.5) for both services.
+# fortune.socket's limits: 200 idle connections from 127.0.0.1 leave a client
+# from 127.0.1.1 served (Accept=yes and no), and a flood through an Accept=yes
+# copy with an unsandboxed template leaves it active (a copy with systemd's
+# default trigger limit, the control, fails under the same flood).
 # Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
 # beyond loopback. With CI=true a missing tool fails the test.
 set -euo pipefail
@@ -66,6 +70,7 @@ root=$(container_rootfs)
 container_boot "$root"
 on_exit() {
     local status=$?
+    [ -z "$holder_pid" ] || kill "$holder_pid" 2>/dev/null || true
     if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
         echo "--- the container's journal (last 60 lines)"
         cexec journalctl --no-pager -n 60 || true
@@ -139,6 +144,70 @@ wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
         sleep 0.1
     done
     fail "$what: not within $secs s"
+}
+
+# fortune.socket's limits (issue 11): idle holders and floods, loopback only.
+CLIENTS=tests/system/lib/clients.py
+holder_pid=
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+fetch_from() { # ADDR PORT: one fortune from 127.0.0.1:PORT, the client bound to ADDR
+    local out
+    out=$(timeout 30 /usr/bin/python3 "$CLIENTS" fetch "$2" --bind "$1") ||
+        fail "a client from $1 got no fortune on port $2"
+    echo "client from $1 served: $out"
+}
+hold_idle() { # PORT N: N connections from 127.0.0.1 that never read or close (60 s at most)
+    local ready
+    ready=$(mktemp -u)
+    /usr/bin/python3 "$CLIENTS" hold "$1" "$2" 60 "$ready" &
+    holder_pid=$!
+    wait_for 30 "$2 idle connections open" test -s "$ready"
+    rm -f "$ready"
+    echo "$2 connections from 127.0.0.1 open, never read (pid $holder_pid)"
+}
+release_idle() {
+    kill "$holder_pid" 2>/dev/null || true
+    wait "$holder_pid" 2>/dev/null || true
+    holder_pid=
+}
+idle_holders_step() { # MODE: with fortune.socket in MODE, 200 idle from one address, then another address
+    local seen
+    taken() { echo $(($(show fortune.socket NAccepted) + $(show fortune.socket NRefused))); }
+    seen=$(taken)
+    hold_idle "$QT" 200
+    if [ "$1" = Accept=yes ]; then
+        # Every one of the 200 went through systemd (served or refused) before the other client comes.
+        all_taken() { [ "$(taken)" -ge $((seen + 200)) ]; }
+        wait_for 30 "systemd took the 200 connections" all_taken
+        local held refused
+        held=$(show fortune.socket NConnections)
+        refused=$(show fortune.socket NRefused)
+        echo "instances held: $held (MaxConnectionsPerSource=$(show fortune.socket MaxConnectionsPerSource)), refused so far: $refused"
+        [ "$held" -le "$(show fortune.socket MaxConnectionsPerSource)" ] ||
+            fail "one address holds $held instances, above MaxConnectionsPerSource"
+    fi
+    fetch_from 127.0.1.1 "$QT"
+    [ "$(show fortune.socket ActiveState)" = active ] || fail "fortune.socket is $(show fortune.socket ActiveState)"
+    release_idle
+}
+flood_units() { # NAME PORT SED: a copy of fortune.socket (Accept=yes, SED applied) as NAME.socket, unsandboxed template
+    local file
+    file=$(mktemp)
+    sed -e "s/^ListenStream=.*/ListenStream=127.0.0.1:$2/" -e 's/^Accept=no$/Accept=yes/' -e "$3" \
+        systemd/fortune.socket >"$file"
+    chmod 644 "$file"
+    cput "$file" "/etc/systemd/system/$1.socket"
+    printf '[Unit]\nCollectMode=inactive-or-failed\n\n[Service]\nExecStart=/usr/bin/fortune-server\n' >"$file"
+    cput "$file" "/etc/systemd/system/$1@.service"
+    rm -f "$file"
+}
+flood() { # NAME PORT: 32 clients looping connect, read, close for 4 s (10000 connections at most)
+    local out
+    out=$(target/release/fortune-client bench "127.0.0.1:$2" -c 32 -d 4 --connections 10000 --timeout 2 --json -q) || true
+    /usr/bin/python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("flood: %d connections in %.1f s, %d served, %d refused %s" % (r["ok"] + r["failed"], r["seconds"], r["ok"], r["failed"], r["errors"]))' "$out"
+    echo "$1.socket: $(show "$1.socket" ActiveState), result $(show "$1.socket" Result), accepted $(show "$1.socket" NAccepted), refused $(show "$1.socket" NRefused)"
 }
 
 step "systemctl start fortune.socket; read a fortune through Qt"
@@ -229,6 +298,32 @@ echo "$cache"
 grep -qx "2 fortunes" <<<"$cache" || fail "the list cache does not list $DIR/fortunes"
 cexec rm /etc/systemd/system/fortune@.service.d/dir.conf
 
+step "Accept=yes: 200 idle connections from 127.0.0.1 do not lock out 127.0.1.1"
+cexec systemctl daemon-reload
+idle_holders_step Accept=yes
+wait_for 20 "fortune@ instances finished" no_instance_left
+
+step "Accept=yes: a flood through a copy of fortune.socket with a fast template leaves the socket active"
+FLOOD=$(free_port)
+CONTROL=$(free_port)
+flood_units fortune-flood "$FLOOD" ''
+# The control: the same copy with systemd's default trigger limit (200 in 2 s).
+flood_units fortune-control "$CONTROL" '/^TriggerLimitBurst=/d'
+cexec systemctl daemon-reload
+cexec systemctl start fortune-control.socket fortune-flood.socket
+flood fortune-control "$CONTROL"
+[ "$(show fortune-control.socket Result)" = trigger-limit-hit ] ||
+    fail "the flood did not trip systemd's default trigger limit: too weak to prove anything"
+flood fortune-flood "$FLOOD"
+[ "$(show fortune-flood.socket ActiveState)" = active ] || fail "the flood took fortune-flood.socket down"
+[ "$(show fortune-flood.socket Result)" = success ] || fail "fortune-flood.socket result: $(show fortune-flood.socket Result)"
+[ "$(show fortune-flood.socket NRefused)" -gt 0 ] || fail "nothing refused: the flood never reached the limits"
+flood_done() { [ -z "$(cexec systemctl list-units --plain --no-legend 'fortune-flood@*')" ]; }
+wait_for 20 "fortune-flood@ instances finished" flood_done
+fetch_from 127.0.0.1 "$FLOOD"
+cexec systemctl stop fortune-flood.socket fortune-control.socket
+cexec systemctl reset-failed fortune-control.socket
+
 step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
 cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
 cexec systemctl daemon-reload
@@ -258,6 +353,9 @@ echo "one process serves all three sockets: $status"
 for socket in "tcp 127.0.0.1:$QT (qt)" "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0.1:$QOTD (text)"; do
     [[ $status == *"$socket"* ]] || fail "fortune.service does not serve $socket"
 done
+
+step "Accept=no: 200 idle connections from 127.0.0.1 do not lock out 127.0.1.1"
+idle_holders_step Accept=no
 
 step "fortunes from /usr/share/games/fortunes; --idle-exit: exits 0 when idle, the socket starts it again"
 FILE=/usr/share/games/fortunes/fortune-server-test
