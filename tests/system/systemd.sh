@@ -8,6 +8,8 @@
 # from 127.0.1.1 served (Accept=yes and no), and a flood through an Accept=yes
 # copy with an unsandboxed template leaves it active (a copy with systemd's
 # default trigger limit, the control, fails under the same flood).
+# The optional docs/examples/cheaper-sandbox.conf for fortune@.service: it
+# verifies, serves, and keeps the exposure at most 0.5.
 # Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
 # beyond loopback. With CI=true a missing tool fails the test.
 set -euo pipefail
@@ -323,6 +325,25 @@ wait_for 20 "fortune-flood@ instances finished" flood_done
 fetch_from 127.0.0.1 "$FLOOD"
 cexec systemctl stop fortune-flood.socket fortune-control.socket
 cexec systemctl reset-failed fortune-control.socket
+
+step "Accept=yes with the optional docs/examples/cheaper-sandbox.conf (docs/admin.md): verified, serves, exposure at most $MAX_EXPOSURE"
+CHEAPER=docs/examples/cheaper-sandbox.conf
+grep -qF "$CHEAPER" docs/admin.md || fail "docs/admin.md does not show $CHEAPER"
+# As its header says (the drop-in directory is made by cput).
+cput "$CHEAPER" /etc/systemd/system/fortune@.service.d/cheaper-sandbox.conf
+cexec systemctl daemon-reload
+out=$(cexec systemd-analyze verify --man=no /etc/systemd/system/fortune@.service 2>&1) ||
+    fail "systemd-analyze verify fortune@.service with $CHEAPER: $out"
+[ -z "$out" ] || fail "systemd-analyze verify fortune@.service with $CHEAPER printed: $out"
+[ "$(show fortune@probe.service ProtectKernelTunables)" = no ] || fail "$CHEAPER is not in effect"
+report=$(cexec systemd-analyze security --no-pager fortune@probe.service) || fail "systemd-analyze security failed"
+score=$(echo "$report" | sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+echo "fortune@.service with $CHEAPER: exposure $score"
+awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s <= max) }' ||
+    fail "fortune@.service with $CHEAPER: exposure $score is above $MAX_EXPOSURE"
+scores+=("fortune@probe.service+cheaper-sandbox.conf $score")
+qt_read
+cexec rm /etc/systemd/system/fortune@.service.d/cheaper-sandbox.conf
 
 step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
 cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
