@@ -6,6 +6,11 @@
     clients.py hold PORT N SECS READY     N connections from 127.0.0.1 that never
                                           read or close; writes READY once all are
                                           connected, exits after SECS (or when killed)
+    clients.py flood PORT SOURCES SECS MAX  2 threads per source address 127.0.0.2,
+                                          127.0.0.3, ...; each in turn reads a fortune
+                                          and resets a connection at once (RST); MAX
+                                          connections or SECS seconds at most; prints
+                                          the counts
 
 fetch exits 1 with a one-line reason if no whole frame came.
 """
@@ -13,6 +18,7 @@ import argparse
 import socket
 import struct
 import sys
+import threading
 import time
 
 
@@ -42,6 +48,52 @@ def hold(port, count, secs, ready):
     time.sleep(secs)
 
 
+def flood(port, sources, secs, most):
+    counts = {"served": 0, "reset by us": 0, "refused or cut": 0}
+    lock = threading.Lock()
+    left = [most]
+    deadline = time.monotonic() + secs
+
+    def one(source, reset):
+        with socket.socket() as s:
+            s.settimeout(2)
+            s.bind((source, 0))
+            s.connect(("127.0.0.1", port))
+            if reset:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return "reset by us"
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return "served" if len(data) > 4 else "refused or cut"
+
+    def loop(source):
+        reset = False
+        while time.monotonic() < deadline:
+            reset = not reset
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            try:
+                kind = one(source, reset)
+            except OSError:
+                kind = "refused or cut"
+            with lock:
+                counts[kind] += 1
+
+    threads = [threading.Thread(target=loop, args=(f"127.0.0.{2 + i // 2}",)) for i in range(2 * sources)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - start
+    total = sum(counts.values())
+    print(f"{total} connections from {sources} addresses in {took:.1f} s: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -54,12 +106,19 @@ def main():
     h.add_argument("count", type=int)
     h.add_argument("secs", type=float)
     h.add_argument("ready")
+    fl = sub.add_parser("flood")
+    fl.add_argument("port", type=int)
+    fl.add_argument("sources", type=int)
+    fl.add_argument("secs", type=float)
+    fl.add_argument("max", type=int)
     a = p.parse_args()
     try:
         if a.cmd == "fetch":
             print(fetch(a.port, a.bind, a.timeout))
-        else:
+        elif a.cmd == "hold":
             hold(a.port, a.count, a.secs, a.ready)
+        else:
+            flood(a.port, a.sources, a.secs, a.max)
     except (OSError, RuntimeError) as e:
         print(f"clients.py {a.cmd}: {e}", file=sys.stderr)
         return 1
