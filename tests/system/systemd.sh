@@ -8,7 +8,7 @@
 # from 127.0.1.1 served (Accept=yes and no), and a flood through an Accept=yes
 # copy with an unsandboxed template leaves it active (a copy with systemd's
 # default trigger limit, the control, fails under the same flood).
-# The optional docs/examples/cheaper-sandbox.conf for fortune@.service: it
+# The optional packaging/cheaper-sandbox.conf for fortune@.service: it
 # verifies, serves, and keeps the exposure at most 0.5.
 # Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
 # beyond loopback. With CI=true a missing tool fails the test.
@@ -332,8 +332,8 @@ fetch_from 127.0.0.1 "$FLOOD"
 cexec systemctl stop fortune-flood.socket fortune-control.socket
 cexec systemctl reset-failed fortune-control.socket
 
-step "Accept=yes with the optional docs/examples/cheaper-sandbox.conf (docs/admin.md): verified, serves, exposure at most $MAX_EXPOSURE"
-CHEAPER=docs/examples/cheaper-sandbox.conf
+step "Accept=yes with the optional packaging/cheaper-sandbox.conf (docs/admin.md): verified, serves, exposure at most $MAX_EXPOSURE"
+CHEAPER=packaging/cheaper-sandbox.conf
 grep -qF "$CHEAPER" docs/admin.md || fail "docs/admin.md does not show $CHEAPER"
 # As its header says (the drop-in directory is made by cput).
 cput "$CHEAPER" /etc/systemd/system/fortune@.service.d/cheaper-sandbox.conf
