@@ -8,6 +8,8 @@
 # from 127.0.1.1 served (Accept=yes and no), and a flood through an Accept=yes
 # copy with an unsandboxed template leaves it active (a copy with systemd's
 # default trigger limit, the control, fails under the same flood).
+# With the trigger limit off, an Accept=no copy whose service never takes its
+# connections is stopped by the service's start limit, not left looping.
 # The optional packaging/cheaper-sandbox.conf for fortune@.service: it
 # verifies, serves, and keeps the exposure at most 0.5.
 # Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
@@ -331,6 +333,28 @@ wait_for 20 "fortune-flood@ instances finished" flood_done
 fetch_from 127.0.0.1 "$FLOOD"
 cexec systemctl stop fortune-flood.socket fortune-control.socket
 cexec systemctl reset-failed fortune-control.socket
+
+step "Accept=no without a trigger limit: a service that never takes its connections does not loop"
+# A copy of fortune.socket (Accept=no) whose service exits at once: the pending
+# client triggers it again and again until the service's start limit stops it.
+LOOP=$(free_port)
+file=$(mktemp)
+sed -e "s/^ListenStream=.*/ListenStream=127.0.0.1:$LOOP/" systemd/fortune.socket >"$file"
+chmod 644 "$file"
+cput "$file" /etc/systemd/system/fortune-loop.socket
+printf '[Service]\nExecStart=/bin/true\n' >"$file"
+cput "$file" /etc/systemd/system/fortune-loop.service
+rm -f "$file"
+cexec systemctl daemon-reload
+cexec systemctl start fortune-loop.socket
+hold_idle "$LOOP" 1
+loop_stopped() { [ "$(show fortune-loop.socket Result)" = service-start-limit-hit ]; }
+wait_for 30 "fortune-loop.socket stopped by the service's start limit" loop_stopped
+release_idle
+starts=$(cexec journalctl --no-pager -o cat -u fortune-loop.service | grep -c '^Started ' || true)
+echo "fortune-loop.socket: $(show fortune-loop.socket ActiveState), result $(show fortune-loop.socket Result) after $starts starts"
+[ "$starts" -le 6 ] || fail "fortune-loop.service started $starts times"
+cexec systemctl reset-failed fortune-loop.socket fortune-loop.service
 
 step "Accept=yes with the optional packaging/cheaper-sandbox.conf (docs/admin.md): verified, serves, exposure at most $MAX_EXPOSURE"
 CHEAPER=packaging/cheaper-sandbox.conf
