@@ -465,6 +465,11 @@ impl Drop for Worker {
         if !self.retired {
             pool.total.fetch_sub(1, Ordering::SeqCst);
         }
+        // A panic ends this thread, not the service: another takes its place.
+        if std::thread::panicking() && !self.server.stopping() {
+            log::error!("a worker thread failed; starting another");
+            let _ = self.server.spawn_worker();
+        }
         // Under the lock, so that a stop() between its check and its wait still hears it.
         let _gone = pool.gone.lock().unwrap_or_else(|p| p.into_inner());
         pool.all_gone.notify_all();
