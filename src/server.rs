@@ -420,7 +420,10 @@ impl Worker {
                 until.copied().into_iter().chain(next_close).min()
             } else if linger.is_empty() {
                 if now >= retire_at {
-                    if self.retire() {
+                    // A wake-up for a new client (EPOLLEXCLUSIVE wakes one
+                    // waiter only) may have come to this worker as its wait
+                    // timed out: take what is queued before going.
+                    if server.drain(&epoll, &mut linger) && linger.is_empty() && self.retire() {
                         return;
                     }
                     retire_at = now + RETIRE_AFTER;
