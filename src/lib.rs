@@ -114,6 +114,8 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         Activation::Connected(_) => Opening::Lazy,
         Activation::Listening { .. } => Opening::Eager,
     };
+    // Before loading: a collection holds descriptors (see fortunes::load).
+    service::raise_fd_limit();
     let store = Store::load_cached(&selection, opening, cache_dir.as_deref())?;
     match activation {
         Activation::Connected(stream) => {
