@@ -334,7 +334,8 @@ fn slowloris() {
     server.stop().assert_code(0);
 }
 
-/// A fortune file holding one fortune of `chars` characters.
+/// A fortune file holding one fortune of `chars` characters (served only
+/// with `--max-entry` at least that).
 fn big_fortune(chars: usize) -> std::path::PathBuf {
     util::file_with("x".repeat(chars).as_bytes())
 }
@@ -356,7 +357,8 @@ fn flood() {
         .nth(2)
         .and_then(|m| m.parse().ok())
         .unwrap_or(4 << 20);
-    let fortunes = big_fortune((wmem_max + (1 << 20)) / 2);
+    let chars = (wmem_max + (1 << 20)) / 2;
+    let fortunes = big_fortune(chars);
     let notify = util::NotifySocket::new();
     let second = loopback(free_port());
     let (server, first) = start(
@@ -366,6 +368,8 @@ fn flood() {
                 &CAP.to_string(),
                 "--timeout",
                 "10",
+                "--max-entry",
+                &chars.to_string(),
                 "--fortunes",
             ])
             .arg(&fortunes)
@@ -745,7 +749,14 @@ fn inetd_client_resets_or_vanishes() {
     let (server_end, client) = socket_pair();
     let started = Instant::now();
     let vanished = Cmd::server()
-        .args(["--inetd", "--timeout", "1", "--fortunes"])
+        .args([
+            "--inetd",
+            "--timeout",
+            "1",
+            "--max-entry",
+            "2097152",
+            "--fortunes",
+        ])
         .arg(&fortunes)
         .stdin(OwnedFd::from(server_end))
         .run(Duration::from_secs(10));

@@ -8,20 +8,22 @@
 //! collections use them).
 //!
 //! The caps, so that no file can make the service read or hold much:
-//! - [`MAX_ENTRY`] (8 KiB of UTF-8): longer entries are left out, with one
-//!   warning per file at load. Debian's longest fortune is 2,435 bytes
+//! - [`MAX_ENTRY`] (8 KiB of UTF-8, the default of `--max-entry`): longer
+//!   entries are left out, with one warning per file at load. Debian's longest fortune is 2,435 bytes
 //!   (`literature`); a fortune is a few hundred. 8 KiB of UTF-8 is at most
 //!   16 KiB of UTF-16 in a Qt frame, well inside Qt 4's 64 KiB framing, and
-//!   bounds what one connection in flight holds.
+//!   bounds what one connection in flight holds (the frame, and the entry
+//!   while it is encoded).
 //! - [`MAX_WHOLE_FILE`] (4 MiB): a file without a usable index is read whole
 //!   and kept in memory; a larger one is refused (index it with `strfile`).
-//!   Debian's largest fortune file is 245 KB.
+//!   Debian's largest fortune file is 245 KB. Four entries' worth when
+//!   `--max-entry` is raised beyond a mebibyte.
 //! - [`MAX_INDEX`] (1 MiB, some 262,000 entries): an index's offset table is
 //!   read whole at load and kept, 8 bytes per entry; a larger index is not
 //!   used. Debian's largest holds 1,203 entries (4.8 KB).
 //!
 //! With a usable index a pick reads its own entry only: one positioned read
-//! of at most `MAX_ENTRY` + 3 bytes, where the table says it lies.
+//! of at most `--max-entry` + 3 bytes, where the table says it lies.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
@@ -35,7 +37,8 @@ use super::load::{LoadError, Problem};
 use super::strfile::{self, Header, IndexError, Span};
 use super::text;
 
-/// The longest entry served, in bytes of UTF-8 (see the module docs).
+/// The longest entry served by default (`--max-entry`), in bytes of UTF-8
+/// (see the module docs).
 pub const MAX_ENTRY: usize = 8 * 1024;
 /// The largest file read whole (one without a usable index).
 pub const MAX_WHOLE_FILE: u64 = 4 << 20;
@@ -170,11 +173,12 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), Problem> {
 }
 
 /// Opens one file, with its index when there is a usable one, else reads
-/// it whole (at most [`MAX_WHOLE_FILE`]). `hold`: keep the data file open
-/// (else it is opened on each pick). An index that is not a regular file
+/// it whole (at most [`whole_file_cap`]). `hold`: keep the data file open
+/// (else it is opened on each pick). Entries longer than `max_entry` bytes
+/// are left out, with one warning. An index that is not a regular file
 /// refuses the file (it is reported, never read); one that is unusable is
 /// reported and the file read without it.
-pub fn open_file(path: &Path, hold: bool) -> Result<Opened, LoadError> {
+pub fn open_file(path: &Path, hold: bool, max_entry: usize) -> Result<Opened, LoadError> {
     let fail = |path: &Path, problem| LoadError {
         path: path.to_path_buf(),
         problem,
@@ -187,17 +191,11 @@ pub fn open_file(path: &Path, hold: bool) -> Result<Opened, LoadError> {
     let mut rotated = false;
     let mut has_index = true;
     match open_regular(&dat) {
-        Ok((index, index_meta)) => match read_index(&index, index_meta.len(), data_len) {
+        Ok((index, index_meta)) => match read_index(&index, index_meta.len(), data_len, max_entry) {
             Ok((header, spans)) => {
-                if spans.long > 0 {
-                    log::warn!(
-                        "{}: {} entries longer than {MAX_ENTRY} bytes left out",
-                        path.display(),
-                        spans.long
-                    );
-                }
+                warn_long(path, spans.long, max_entry);
                 if spans.kept.is_empty() {
-                    return Err(fail(path, Problem::OnlyLong));
+                    return Err(fail(path, Problem::OnlyLong(max_entry)));
                 }
                 let data = match hold {
                     true => Held::Open(data),
@@ -237,39 +235,26 @@ pub fn open_file(path: &Path, hold: bool) -> Result<Opened, LoadError> {
         Err(Problem::Unreadable(e)) if e.kind() == ErrorKind::NotFound => has_index = false,
         Err(problem) => log::warn!("{}; reading {} without it", fail(&dat, problem), path.display()),
     }
-    let too_large = |len| {
-        fail(
-            path,
-            Problem::TooLarge {
-                len,
-                cap: MAX_WHOLE_FILE,
-            },
-        )
-    };
-    if data_len > MAX_WHOLE_FILE {
+    let cap = whole_file_cap(max_entry);
+    let too_large = |len| fail(path, Problem::TooLarge { len, cap });
+    if data_len > cap {
         return Err(too_large(data_len));
     }
     let mut bytes = Vec::new();
     // The cap again: the file may have grown since fstat.
     (&mut data)
-        .take(MAX_WHOLE_FILE + 1)
+        .take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| fail(path, Problem::Unreadable(e)))?;
-    if bytes.len() as u64 > MAX_WHOLE_FILE {
+    if bytes.len() as u64 > cap {
         return Err(too_large(bytes.len() as u64));
     }
     let mut entries = text::parse(&bytes).map_err(|e| fail(path, Problem::Text(e)))?;
     let before = entries.len();
-    entries.retain(|e| e.len() <= MAX_ENTRY);
-    if entries.len() < before {
-        log::warn!(
-            "{}: {} entries longer than {MAX_ENTRY} bytes left out",
-            path.display(),
-            before - entries.len()
-        );
-    }
+    entries.retain(|e| e.len() <= max_entry);
+    warn_long(path, before - entries.len(), max_entry);
     if entries.is_empty() {
-        return Err(fail(path, Problem::OnlyLong));
+        return Err(fail(path, Problem::OnlyLong(max_entry)));
     }
     if rotated {
         entries = entries.iter().map(|e| text::rot13(e)).collect();
@@ -281,6 +266,22 @@ pub fn open_file(path: &Path, hold: bool) -> Result<Opened, LoadError> {
     })
 }
 
+/// The largest file read whole: [`MAX_WHOLE_FILE`], or room for four
+/// entries of `--max-entry` when that is raised beyond it.
+pub fn whole_file_cap(max_entry: usize) -> u64 {
+    MAX_WHOLE_FILE.max(4 * max_entry as u64)
+}
+
+/// The one warning per file about entries left out for their length.
+fn warn_long(path: &Path, long: usize, max_entry: usize) {
+    if long > 0 {
+        log::warn!(
+            "{}: {long} entries longer than {max_entry} bytes left out (--max-entry)",
+            path.display()
+        );
+    }
+}
+
 enum IndexProblem {
     Io(std::io::Error),
     TooLarge(u64),
@@ -290,7 +291,12 @@ enum IndexProblem {
 
 /// Reads a whole index of `index_len` bytes (at most [`MAX_INDEX`]),
 /// checks it against the data file's length and cuts that into entries.
-fn read_index(index: &File, index_len: u64, data_len: u64) -> Result<(Header, strfile::Spans), IndexProblem> {
+fn read_index(
+    index: &File,
+    index_len: u64,
+    data_len: u64,
+    max_entry: usize,
+) -> Result<(Header, strfile::Spans), IndexProblem> {
     if index_len > MAX_INDEX {
         return Err(IndexProblem::TooLarge(index_len));
     }
@@ -307,7 +313,7 @@ fn read_index(index: &File, index_len: u64, data_len: u64) -> Result<(Header, st
     header
         .check(bytes.len() as u64, data_len, last)
         .map_err(invalid)?;
-    let spans = strfile::spans(&header, &bytes[strfile::HEADER_LEN..], data_len, MAX_ENTRY as u32)
+    let spans = strfile::spans(&header, &bytes[strfile::HEADER_LEN..], data_len, max_entry as u32)
         .map_err(invalid)?;
     Ok((header, spans))
 }

@@ -142,7 +142,7 @@ mod tests {
         std::fs::write(&file, entries.join("\n%\n")).unwrap();
         let selection = Selection {
             paths: vec![file.clone()],
-            offensive: false,
+            ..Selection::default()
         };
         let store = Store::load(&selection, Opening::Eager).unwrap();
         std::fs::remove_file(file).unwrap();

@@ -24,11 +24,23 @@ use super::store::{Source, Store};
 use super::strfile::Header;
 use super::text::TextError;
 
-/// What to load: the `--fortunes` paths and whether offensive collections may be served.
-#[derive(Debug, Clone, Default)]
+/// What to load: the `--fortunes` paths, whether offensive collections may
+/// be served, and the longest entry served (`--max-entry`).
+#[derive(Debug, Clone)]
 pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
+    pub max_entry: usize,
+}
+
+impl Default for Selection {
+    fn default() -> Selection {
+        Selection {
+            paths: Vec::new(),
+            offensive: false,
+            max_entry: MAX_ENTRY,
+        }
+    }
 }
 
 /// Why the collection could not be loaded.
@@ -49,8 +61,8 @@ pub enum Problem {
         cap: u64,
     },
     Text(TextError),
-    /// Every entry is longer than [`MAX_ENTRY`].
-    OnlyLong,
+    /// Every entry is longer than this (`--max-entry`).
+    OnlyLong(usize),
     /// A directory with no fortune file in it (`offensive` of them skipped).
     NoFortuneFiles {
         offensive: usize,
@@ -85,9 +97,9 @@ impl fmt::Display for LoadError {
                 "fortune file {path} is {len} bytes, more than the {cap} read without an index; index it with strfile(1)"
             ),
             Problem::Text(e) => write!(f, "fortune file {path} {e}"),
-            Problem::OnlyLong => write!(
+            Problem::OnlyLong(max) => write!(
                 f,
-                "fortune file {path} holds no entry of at most {MAX_ENTRY} bytes, the longest served"
+                "fortune file {path} holds no entry of at most {max} bytes, the longest served (--max-entry)"
             ),
             Problem::NoFortuneFiles { offensive: 0 } => write!(
                 f,
@@ -157,6 +169,7 @@ impl Store {
         });
         let mut loader = Loader {
             offensive,
+            max_entry: selection.max_entry,
             opening,
             cache,
             sources: Vec::new(),
@@ -186,7 +199,7 @@ impl Store {
         Ok(Store::new(
             loader.sources,
             origin.join(", "),
-            offensive,
+            selection,
             list_cache,
         ))
     }
@@ -201,6 +214,7 @@ fn hold_budget() -> usize {
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
     offensive: bool,
+    max_entry: usize,
     opening: Opening,
     cache: Option<Cache<'a>>,
     sources: Vec<Source>,
@@ -246,7 +260,7 @@ impl Loader<'_> {
 
     /// [`disk::open_file`], holding the data file while the budget lasts.
     fn open(&mut self, path: &Path) -> Result<disk::Opened, LoadError> {
-        let opened = disk::open_file(path, self.may_hold > 0)?;
+        let opened = disk::open_file(path, self.may_hold > 0, self.max_entry)?;
         if matches!(opened.content, disk::Content::Indexed(_)) {
             self.may_hold = self.may_hold.saturating_sub(1);
         }
@@ -331,7 +345,7 @@ impl Loader<'_> {
                 // Not a fortune file after all: reported, left out.
                 Err(
                     e @ LoadError {
-                        problem: Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong,
+                        problem: Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong(_),
                         ..
                     },
                 ) => {
@@ -423,7 +437,7 @@ mod tests {
         ]);
         let selection = Selection {
             paths: vec![dir.clone()],
-            offensive: false,
+            ..Selection::default()
         };
         let eager = Store::load(&selection, Opening::Eager).unwrap();
         let lazy = Store::load(&selection, Opening::Lazy).unwrap();
@@ -445,7 +459,7 @@ mod tests {
             Store::load(
                 &Selection {
                     paths,
-                    offensive: false,
+                    ..Selection::default()
                 },
                 Opening::Eager,
             )
@@ -479,7 +493,7 @@ mod tests {
         let dir = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
         let mut selection = Selection {
             paths: vec![dir.join("f")],
-            offensive: false,
+            ..Selection::default()
         };
         let e = Store::load(&selection, Opening::Eager).unwrap_err();
         assert!(matches!(e.problem, Problem::Offensive), "{e}");
@@ -491,7 +505,7 @@ mod tests {
         // In a directory: left out, or refused when a lazy pick opens it.
         selection = Selection {
             paths: vec![dir.clone()],
-            offensive: false,
+            ..Selection::default()
         };
         let e = Store::load(&selection, Opening::Eager).unwrap_err();
         assert!(

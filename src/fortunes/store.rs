@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::BUILTIN;
 use super::disk::{self, Content, EntryError};
 use super::lists;
-use super::load::offensive_by_name;
+use super::load::{Selection, offensive_by_name};
 use crate::wire::Protocol;
 
 /// A loaded collection of fortunes; never empty.
@@ -28,6 +28,8 @@ pub struct Store {
     origin: String,
     /// Serve offensive files found on a pick ([`Opening::Lazy`](super::Opening)).
     offensive: bool,
+    /// `--max-entry`, for files opened on a pick.
+    max_entry: usize,
     /// The cache directory whose [`lists`] this store was loaded with: a
     /// file that counts otherwise, or fails a check, when opened makes it stale.
     list_cache: Option<PathBuf>,
@@ -61,13 +63,13 @@ impl Store {
     pub fn builtin() -> Store {
         let entries: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
         let source = Source::opened(PathBuf::from("built-in"), Content::Memory(entries));
-        Store::new(vec![source], "built-in".into(), false, None)
+        Store::new(vec![source], "built-in".into(), &Selection::default(), None)
     }
 
     pub(super) fn new(
         sources: Vec<Source>,
         origin: String,
-        offensive: bool,
+        selection: &Selection,
         list_cache: Option<PathBuf>,
     ) -> Store {
         let mut total = 0;
@@ -86,7 +88,8 @@ impl Store {
             sources,
             ends,
             origin,
-            offensive,
+            offensive: selection.offensive,
+            max_entry: selection.max_entry,
             list_cache,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
@@ -154,7 +157,7 @@ impl Store {
         let (content, listing_wrong) = if !self.offensive && offensive_by_name(path) {
             (Content::Refused("it is offensive (off/ or -o name)".into()), true)
         } else {
-            match disk::open_file(path, true) {
+            match disk::open_file(path, true, self.max_entry) {
                 Ok(opened) if !opened.has_index => {
                     (Content::Refused("it has no index NAME.dat".into()), true)
                 }
