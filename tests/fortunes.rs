@@ -968,3 +968,25 @@ fn six_hundred_files_under_a_small_descriptor_limit() {
         assert!(!log.contains("reload failed"), "{log}");
     }
 }
+
+#[test]
+fn a_file_whose_entries_are_all_broken_is_warned_about_once() {
+    if !require("strfile") {
+        return;
+    }
+    let file = file_with(b"caf\xe9 one\n%\ncaf\xe9 two\n%\ncaf\xe9 three\n%\n");
+    strfile(&file, &["-s"]);
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    for _ in 0..20 {
+        // Closed without a fortune: there is none to serve.
+        assert_eq!(util::read_all(addr).expect("a connection"), b"");
+    }
+    let log = server.stop().assert_code(0).stderr.clone();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warn")).collect();
+    assert!(
+        warnings.len() == 2
+            && warnings[0].contains("is not UTF-8, skipped")
+            && warnings[1].contains("no servable fortune"),
+        "{warnings:#?}"
+    );
+}
