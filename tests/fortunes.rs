@@ -90,6 +90,13 @@ fn refused(path: &Path) -> util::Finished {
         .run(Duration::from_secs(10))
 }
 
+/// Fetches `count` fortunes, each one of `entries`, and returns them.
+fn serves_only(addr: SocketAddr, count: usize, entries: &HashSet<String>, what: &str) -> Vec<String> {
+    let served: Vec<String> = (0..count).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, entries, what);
+    served
+}
+
 fn assert_all_in(served: &[String], entries: &HashSet<String>, what: &str) {
     for fortune in served {
         assert!(
@@ -193,15 +200,13 @@ fn directory_serves_indexed_files_never_offensive_ones() {
     let dir = mixed_directory();
     let dir = dir.to_str().expect("UTF-8 scratch path");
     let (server, addr) = listen(&["--fortunes", dir]);
-    let served: Vec<String> = (0..60).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 60, &clean_entries(), "a clean indexed entry");
     let log = server.stop().assert_code(0).stderr.clone();
     assert!(log.contains("Serving 8 fortunes"), "{log}");
 
     // One process per connection opens only the file it picks.
     let (activator, addr) = accept_yes(&["--fortunes", dir]);
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     drop(activator);
 }
 
@@ -214,8 +219,7 @@ fn offensive_ones_only_when_asked_and_decoded() {
     let mut allowed = clean_entries();
     allowed.extend(["rude one", "rude two", "worse one", "worse two"].map(String::from));
     let (server, addr) = listen(&["--offensive", "--fortunes", dir.to_str().expect("UTF-8")]);
-    let served: Vec<String> = (0..120).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &allowed, "an entry, decoded");
+    let served = serves_only(addr, 120, &allowed, "an entry, decoded");
     assert!(served.iter().any(|f| f.starts_with("rude")), "{served:?}");
     assert!(served.iter().any(|f| f.starts_with("worse")), "{served:?}");
     drop(server);
@@ -474,8 +478,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
         "--log-level",
         "debug",
     ]);
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     let text = cache_text(&cache);
     assert!(
         text.contains("\n6 clean\n2 more\n") && !text.contains("unindexed"),
@@ -487,8 +490,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
     let only_more = text.replace("6 clean\n", "").replace("2 rude\n", "");
     std::fs::write(lists::file_in(&cache), &only_more).expect("write the cache");
     let more: HashSet<String> = ["seven\nlines", "eight"].map(String::from).into();
-    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &more, "an entry of `more`, the only file cached");
+    serves_only(addr, 10, &more, "an entry of `more`, the only file cached");
 
     // A count that the file's index contradicts: the entry served is still one
     // of the file, and the cache is removed for the next process to list again.
@@ -518,8 +520,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
     std::fs::remove_file(dir.join("extra")).expect("remove");
     std::fs::remove_file(dir.join("extra.dat")).expect("remove");
     let_settle();
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     assert!(!cache_text(&cache).contains("extra"), "{}", cache_text(&cache));
     drop(activator);
 }
@@ -543,8 +544,7 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
     let (activator, addr) = accept_yes_with(&["-E", &env], &["--fortunes", dir_arg, "--log-level", "debug"]);
     for bytes in garbage {
         std::fs::write(lists::file_in(&cache), bytes).expect("write the cache");
-        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
-        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
         // Listed again and rewritten whole.
         assert!(
             cache_text(&cache).contains("\n6 clean\n"),
@@ -569,8 +569,7 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
             "--log-level",
             "debug",
         ]);
-        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
-        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
         assert!(
             activator.log_count("cannot write the list cache") >= 5,
             "{}",
@@ -614,8 +613,7 @@ fn a_fifo_as_file_or_index_is_refused_never_waited_on() {
     // In a directory: each left out with a warning, the rest served.
     copy_index(&dir, "pipe");
     let (server, addr) = listen(&["--fortunes", dir.to_str().expect("UTF-8")]);
-    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &good_entries(), "an entry of the regular file");
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
     let log = server.stop().assert_code(0).stderr.clone();
     for left_out in ["pipe is a FIFO", "plain.dat is a FIFO"] {
         assert!(
@@ -691,8 +689,7 @@ fn dev_zero_is_refused_and_a_member_linked_to_it_left_out() {
     copy_index(&dir, "zero");
     let dir_arg = dir.to_str().expect("UTF-8");
     let (server, addr) = listen(&["--fortunes", dir_arg]);
-    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &good_entries(), "an entry of the regular file");
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
     let rss = server.rss_kib();
     let log = server.stop().assert_code(0).stderr.clone();
     assert!(
@@ -704,8 +701,7 @@ fn dev_zero_is_refused_and_a_member_linked_to_it_left_out() {
         return;
     }
     let (activator, addr) = accept_yes(&["--fortunes", dir_arg]);
-    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &good_entries(), "an entry of the regular file");
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
     drop(activator);
 }
 
@@ -795,8 +791,7 @@ fn the_list_cache_never_follows_a_planted_symlink() {
         "--cache-dir",
         cache.to_str().expect("UTF-8"),
     ]);
-    let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
     drop(activator);
     assert_eq!(std::fs::read(&victim).expect("the victim"), b"precious\n");
     let written = std::fs::symlink_metadata(lists::file_in(&cache)).expect("the cache");
