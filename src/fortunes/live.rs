@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use rand::RngExt;
 
 use super::daily;
+use super::disk::EntryError;
 use super::store::Store;
 use crate::wire::{self, Protocol};
 
@@ -45,6 +46,8 @@ impl Live {
 /// How many entries one pick reads at most before giving up (unreadable,
 /// not UTF-8, index mismatch): a broken file costs a bounded amount per pick.
 const TRIES: usize = 16;
+/// How many draws one pick makes at most, refused files' entries included.
+const DRAWS: usize = 1024;
 
 /// One frame of a fortune of `store` that fits `protocol` (qt4's 64 KiB)
 /// and `max_len` (one UDP datagram): random and never the one this store
@@ -66,23 +69,50 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
     let entry_of = |k: usize| fitting.as_ref().map_or(k, |f| f[k]);
     let previous = store.last().filter(|_| !daily);
     let today = daily.then(daily::today);
-    let draws = (0..TRIES).map(|attempt| match today {
-        Some(date) => entry_of(daily::index(date, attempt as u64, n)),
-        None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
-    });
-    // The previous fortune as the last resort: better a repeat than nothing.
-    for i in draws.chain(previous) {
+    // Some(frame), or None after a costly failure; Err for an entry of a
+    // file refused when opened (a lazy member that is not a fortune file
+    // after all): drawing those again costs nothing, so they count toward
+    // DRAWS only, not TRIES, and a wrong list cache cannot starve the pick.
+    let serve = |i: usize| -> Result<Option<Vec<u8>>, EntryError> {
         // Store::entry logs what it could not read.
-        if let Ok(text) = store.entry(i) {
-            match wire::encode(protocol, &text) {
-                Ok(frame) if limit.is_none_or(|limit| frame.len() <= limit) => {
-                    store.set_last(i);
-                    return Some(frame);
-                }
-                Ok(frame) => log::debug!("fortune {i} ({} bytes) is too long", frame.len()),
-                Err(e) => log::debug!("fortune {i}: {e}"),
+        let text = match store.entry(i) {
+            Ok(text) => text,
+            Err(e @ EntryError::Refused { .. }) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        match wire::encode(protocol, &text) {
+            Ok(frame) if limit.is_none_or(|limit| frame.len() <= limit) => {
+                store.set_last(i);
+                Ok(Some(frame))
+            }
+            Ok(frame) => {
+                log::debug!("fortune {i} ({} bytes) is too long", frame.len());
+                Ok(None)
+            }
+            Err(e) => {
+                log::debug!("fortune {i}: {e}");
+                Ok(None)
             }
         }
+    };
+    let mut tries = 0;
+    for attempt in 0..DRAWS {
+        let i = match today {
+            Some(date) => entry_of(daily::index(date, attempt as u64, n)),
+            None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
+        };
+        match serve(i) {
+            Ok(Some(frame)) => return Some(frame),
+            Ok(None) => tries += 1,
+            Err(_) => {}
+        }
+        if tries == TRIES {
+            break;
+        }
+    }
+    // The previous fortune as the last resort: better a repeat than nothing.
+    if let Some(Ok(Some(frame))) = previous.map(serve) {
+        return Some(frame);
     }
     let message = format!("no servable fortune among {TRIES} drawn from {}", store.origin());
     if store.first_exhausted() {
