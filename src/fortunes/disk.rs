@@ -419,3 +419,82 @@ impl Indexed {
         text::tidy(&plain).ok_or(EntryError::Blank { path: path(), offset })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("fortunes-disk-{}-{n}-{tag}", std::process::id()))
+    }
+
+    fn kind(path: &Path) -> Option<&'static str> {
+        match open_regular(path) {
+            Err(Problem::NotRegular(what)) => Some(what),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_never_waited_on() {
+        let fifo = scratch("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No writer: a blocking open would wait here forever.
+        assert_eq!(kind(&fifo), Some("a FIFO"));
+        assert_eq!(kind(Path::new("/dev/zero")), Some("a device"));
+        assert_eq!(kind(&std::env::temp_dir()), Some("a directory"));
+        let file = scratch("file");
+        std::fs::write(&file, "a\n").unwrap();
+        let link = scratch("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_regular(&link).is_ok(), "a symlink to a regular file is read");
+        for path in [fifo, file, link] {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn long_entries_and_large_files_without_an_index() {
+        let file = scratch("long");
+        std::fs::write(&file, format!("short\n%\n{}\n%\n", "x".repeat(100))).unwrap();
+        let opened = open_file(&file, true, 64).unwrap();
+        assert_eq!(opened.content.count(), 1);
+        assert_eq!(opened.content.entry(&file, 0).unwrap(), "short");
+        let e = open_file(&file, true, 4).unwrap_err();
+        assert!(matches!(e.problem, Problem::OnlyLong(4)), "{e}");
+        std::fs::write(&file, vec![b'y'; MAX_WHOLE_FILE as usize + 1]).unwrap();
+        let e = open_file(&file, true, MAX_ENTRY).unwrap_err();
+        assert!(matches!(e.problem, Problem::TooLarge { .. }), "{e}");
+        assert_eq!(whole_file_cap(MAX_ENTRY), MAX_WHOLE_FILE);
+        assert_eq!(whole_file_cap(16 << 20), 64 << 20);
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn a_file_opened_on_each_pick_is_checked_to_be_the_same() {
+        let file = scratch("reopen");
+        std::fs::write(&file, "a\n%\nbc\n%\n").unwrap();
+        // strfile's index of it (see strfile.rs).
+        let mut dat = vec![
+            0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 0, b'%', 0, 0, 0,
+        ];
+        dat.extend([0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
+        let mut dat_path = file.clone().into_os_string();
+        dat_path.push(".dat");
+        std::fs::write(&dat_path, dat).unwrap();
+        let opened = open_file(&file, false, MAX_ENTRY).unwrap();
+        assert_eq!(opened.content.entry(&file, 1).unwrap(), "bc");
+        // Replaced (another inode) since it was loaded.
+        let other = scratch("other");
+        std::fs::write(&other, "x\n%\nyz\n%\n").unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        assert!(matches!(
+            opened.content.entry(&file, 1),
+            Err(EntryError::Changed(_))
+        ));
+        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_file(&dat_path).unwrap();
+    }
+}
