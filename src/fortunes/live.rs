@@ -53,8 +53,9 @@ const DRAWS: usize = 1024;
 /// and `max_len` (one UDP datagram): random and never the one this store
 /// served just before (the Qt clients re-request at once on a repeat), or
 /// today's with `daily`. An entry that cannot be served (see
-/// [`EntryError`](super::EntryError)) is skipped and another drawn, [`TRIES`]
-/// times at most, which keeps the draw uniform over the servable ones.
+/// [`EntryError`]) is skipped and another drawn, [`TRIES`] times at most
+/// (entries of a file refused when opened do not count, up to [`DRAWS`]),
+/// which keeps the draw uniform over the servable ones.
 /// `None` only if no entry fits or none of those drawn could be served.
 fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) -> Option<Vec<u8>> {
     let limit = frame_limit(protocol, max_len);
