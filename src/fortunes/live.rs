@@ -37,7 +37,7 @@ impl Live {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
     }
 
-    /// One frame of a fortune from the collection served now (see [`draw`]).
+    /// One frame of a fortune from the collection served now (see `draw`).
     pub fn frame(&self, protocol: Protocol, max_len: Option<usize>) -> Option<Vec<u8>> {
         draw(&self.store(), self.daily, protocol, max_len)
     }
