@@ -277,7 +277,7 @@ impl Server {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(e) if is_out_of_fds(&e) => {
                 if !self.out_of_fds.swap(true, Ordering::Relaxed) {
-                    log::warn!("cannot accept on {listener}: {e}; pausing until descriptors free up");
+                    log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
                 }
                 std::thread::sleep(FD_BACKOFF);
             }
@@ -305,7 +305,7 @@ impl Server {
                 drop(workers);
                 let _ = self.spawn_worker();
             } else {
-                self.stats.at_cap.store(true, Ordering::Relaxed);
+                self.stats.reach_cap(self.max_workers);
             }
         }
     }
@@ -359,12 +359,13 @@ impl Server {
             }
             Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
+                    log::debug!(peer = stream.peer(); "{}: served", stream.peer());
                     self.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.linger.park(stream);
                 }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    log::info!("{}: fortune not delivered: {e}", stream.peer());
+                    log::info!(peer = stream.peer(); "{}: fortune not delivered: {e}", stream.peer());
                 }
             },
         }
