@@ -249,7 +249,9 @@ fn framing_of(bytes: &[u8]) -> Option<Protocol> {
         return Some(p);
     }
     let text = std::str::from_utf8(bytes).ok()?;
-    let plain = !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'));
+    let plain = !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'));
     (plain && text.ends_with("\r\n")).then_some(Protocol::Text)
 }
 
