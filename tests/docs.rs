@@ -243,3 +243,16 @@ fn every_binary_has_docs() {
         "add the missing binary's clap command to COMMANDS in tests/docs.rs"
     );
 }
+
+/// docs/reference.md lists every journal MESSAGE_ID the service logs with.
+#[test]
+fn message_ids_are_documented() {
+    let reference = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"))
+        .expect("read docs/reference.md");
+    for (name, id) in fortune_server::logging::id::ALL {
+        assert!(
+            reference.contains(&format!("| `{id}` |")),
+            "docs/reference.md's journal table lacks {name} ({id})"
+        );
+    }
+}
