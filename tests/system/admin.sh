@@ -77,23 +77,21 @@ cexec sh -c 'test -s /etc/hosts || printf "127.0.0.1\tlocalhost\n::1\tlocalhost 
 # every other command with `y` answers on stdin (apt's questions). What the
 # commands print is shown, and kept in $work/NAME.out.
 run_recipe() {
-    local name=$1 command text status
+    local name=$1 command text status=0
     step "recipe $name"
     while IFS= read -r -d '' command && IFS= read -r -d '' text; do
         printf '# %s\n' "$command"
         if [ -n "$text" ]; then
             printf '%s' "$text" >"$work/edit"
             cput "$work/edit" /root/.recipe-edit
-            status=0
             cexec env SYSTEMD_EDITOR="cp /root/.recipe-edit" script -qec "$command" /dev/null </dev/null || status=$?
         else
-            status=0
             cexec sh -c "cd /root && $command" < <(yes) || status=$?
         fi
-        [ "$status" = 0 ] || fail "recipe $name: \`$command\` exited with status $status"
-    done < <(recipes "$name") > >(tee "$work/$name.out")
-    # Let tee finish writing before the caller reads the file.
-    wait $!
+        [ "$status" = 0 ] || break
+    done < <(recipes "$name") >"$work/$name.out" 2>&1
+    cat "$work/$name.out"
+    [ "$status" = 0 ] || fail "recipe $name: \`$command\` exited with status $status"
 }
 printed() { # NAME TEXT: recipe NAME printed TEXT
     grep -F -- "$2" "$work/$1.out" >/dev/null || fail "recipe $1 did not print '$2'"
