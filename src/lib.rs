@@ -203,3 +203,20 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_knows_the_line_that_returned_it() {
+        let offensive = || LoadError {
+            path: "x".into(),
+            problem: fortunes::Problem::Offensive,
+        };
+        let load = || -> Result<(), Error> { Err(offensive())? };
+        let line = line!() - 1;
+        let e = load().unwrap_err();
+        assert_eq!((e.location().file(), e.location().line()), (file!(), line));
+    }
+}
