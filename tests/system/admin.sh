@@ -150,7 +150,7 @@ drop_out() { # UNIT NAME: removes that drop-in
     cexec systemctl daemon-reload
 }
 ours() { # the fortune (on stdin) is one of /srv/fortunes/ours
-    grep -qxE 'Our (first|second|third) fortune\.'
+    grep -xE 'Our (first|second|third) fortune\.' >/dev/null
 }
 
 run_recipe install
@@ -191,7 +191,7 @@ c=$(cursor)
 fortune >/dev/null
 peer_logged() { logged_since "$c" -o verbose | grep "^ *PEER=" >/dev/null; }
 wait_for 10 "a PEER field" peer_logged
-peer=$(logged_since "$c" -o verbose | sed -n 's/^ *PEER=//p' | head -n 1)
+peer=$(logged_since "$c" -o verbose | sed -n 's/^ *PEER=//p' | sed -n 1p)
 line=$(logged_since "$c" PEER="$peer")
 [[ $line == "$peer: served" ]] || fail "journalctl PEER=$peer gives: $line"
 echo "journalctl PEER=$peer: $line"
@@ -278,7 +278,7 @@ cexec systemctl restart fortune.service
 c=$(cursor)
 cexec fortune-client bench --idle 100 --clients 1 --duration 2 --connections 20 --quiet >/dev/null 2>&1 || true
 has_line "$c" "pausing until descriptors free up" MESSAGE_ID="$(id_of OUT_OF_FDS)"
-logged_since "$c" MESSAGE_ID="$(id_of OUT_OF_FDS)" | head -n 1
+logged_since "$c" MESSAGE_ID="$(id_of OUT_OF_FDS)" | sed -n 1p
 drop_out fortune.service fds
 
 step "at the connection cap: logged with its MESSAGE_ID"
@@ -290,7 +290,7 @@ cexec systemctl restart fortune.service
 c=$(cursor)
 cexec fortune-client bench --idle 4 --clients 1 --duration 2 --connections 1 --quiet >/dev/null 2>&1 || true
 has_line "$c" "connections (--max-connections) busy" MESSAGE_ID="$(id_of AT_CAP)"
-logged_since "$c" MESSAGE_ID="$(id_of AT_CAP)" | head -n 1
+logged_since "$c" MESSAGE_ID="$(id_of AT_CAP)" | sed -n 1p
 drop_out fortune.service cap
 cexec systemctl restart fortune.service
 
