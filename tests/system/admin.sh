@@ -270,28 +270,30 @@ fortune | ours || fail "7017 does not serve /srv/fortunes/ours after heal"
 run_recipe reloads
 printed reloads "reloaded 3 fortunes (/srv/fortunes/ours)"
 
-step "out of descriptors: logged with its MESSAGE_ID"
+# Restarts the service with drop-in TEXT, runs `fortune-client bench ARGS`,
+# and expects a line holding LINE with EVENT's MESSAGE_ID.
+provoke() { # EVENT LINE TEXT ARGS...
+    local event=$1 line=$2 text=$3 c
+    shift 3
+    step "$event: logged with its MESSAGE_ID"
+    drop_in fortune.service "$event" <<<"$text"
+    cexec systemctl restart fortune.service
+    c=$(cursor)
+    cexec fortune-client bench --quiet "$@" >/dev/null 2>&1 || true
+    has_line "$c" "$line" MESSAGE_ID="$(id_of "$event")"
+    logged_since "$c" MESSAGE_ID="$(id_of "$event")" | sed -n 1p
+    drop_out fortune.service "$event"
+}
 # Clients that never close each hold a descriptor while the service waits for
 # them (--timeout); 100 of them exceed 64 descriptors.
-drop_in fortune.service fds <<<$'[Service]\nLimitNOFILE=64'
-cexec systemctl restart fortune.service
-c=$(cursor)
-cexec fortune-client bench --idle 100 --clients 1 --duration 2 --connections 20 --quiet >/dev/null 2>&1 || true
-has_line "$c" "pausing until descriptors free up" MESSAGE_ID="$(id_of OUT_OF_FDS)"
-logged_since "$c" MESSAGE_ID="$(id_of OUT_OF_FDS)" | sed -n 1p
-drop_out fortune.service fds
-
-step "at the connection cap: logged with its MESSAGE_ID"
+provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64' \
+    --idle 100 --clients 1 --duration 2 --connections 20
 # One fortune far larger than a socket buffer: a client that never reads
 # keeps a connection busy; with 2 allowed, a few such clients reach the cap.
 cexec sh -c 'head -c 3000000 /dev/zero | tr "\0" x >/srv/fortunes/big && echo >>/srv/fortunes/big'
-drop_in fortune.service cap <<<$'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_CONNECTIONS=2'
-cexec systemctl restart fortune.service
-c=$(cursor)
-cexec fortune-client bench --idle 4 --clients 1 --duration 2 --connections 1 --quiet >/dev/null 2>&1 || true
-has_line "$c" "connections (--max-connections) busy" MESSAGE_ID="$(id_of AT_CAP)"
-logged_since "$c" MESSAGE_ID="$(id_of AT_CAP)" | sed -n 1p
-drop_out fortune.service cap
+provoke AT_CAP "connections (--max-connections) busy" \
+    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_CONNECTIONS=2' \
+    --idle 4 --clients 1 --duration 2 --connections 1
 cexec systemctl restart fortune.service
 
 run_recipe qotd-off
