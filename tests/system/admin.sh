@@ -292,7 +292,7 @@ provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=
 # keeps a connection busy; with 2 allowed, a few such clients reach the cap.
 cexec sh -c 'head -c 3000000 /dev/zero | tr "\0" x >/srv/fortunes/big && echo >>/srv/fortunes/big'
 provoke AT_CAP "connections (--max-connections) busy" \
-    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_CONNECTIONS=2' \
+    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_ENTRY=4000000 FORTUNE_MAX_CONNECTIONS=2' \
     --idle 4 --clients 1 --duration 2 --connections 1
 cexec systemctl restart fortune.service
 
