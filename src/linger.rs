@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::sockets::Stream;
+use crate::sources::SourceSlot;
 
 /// How much one ready connection may be drained per round, so that a client
 /// sending junk cannot starve the others.
@@ -30,8 +31,9 @@ pub struct Linger {
 
 #[derive(Default)]
 struct State {
-    /// Keyed by parking order, hence by deadline.
-    open: BTreeMap<u64, (Instant, Stream)>,
+    /// Keyed by parking order, hence by deadline. The stream comes before
+    /// its source slot: it is closed before the slot is given back.
+    open: BTreeMap<u64, (Instant, Stream, SourceSlot)>,
     next_key: u64,
 }
 
@@ -54,10 +56,12 @@ impl Linger {
             .spawn(move || me.run())
     }
 
-    /// Hands over a connection whose write side is shut down.
-    pub fn park(&self, stream: Stream) {
+    /// Hands over a connection whose write side is shut down, with its
+    /// source slot, which is given back once the connection is closed.
+    pub fn park(&self, stream: Stream, slot: SourceSlot) {
         if let Err(e) = stream.set_nonblocking(true) {
             log::debug!("{}: closing without waiting: {e}", stream.peer());
+            drop(stream); // before the slot
             return;
         }
         let mut state = self.lock();
@@ -69,9 +73,14 @@ impl Linger {
             EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, key),
         ) {
             Ok(()) => {
-                state.open.insert(key, (Instant::now() + self.timeout, stream));
+                state
+                    .open
+                    .insert(key, (Instant::now() + self.timeout, stream, slot));
             }
-            Err(e) => log::debug!("{}: closing without waiting: {e}", stream.peer()),
+            Err(e) => {
+                log::debug!("{}: closing without waiting: {e}", stream.peer());
+                drop(stream); // before the slot
+            }
         }
     }
 
@@ -116,7 +125,7 @@ impl Linger {
             for event in &events[..n] {
                 let key = event.data();
                 let done = match state.open.get_mut(&key) {
-                    Some((_, stream)) => drained_to_end(stream, &mut sink),
+                    Some((_, stream, _)) => drained_to_end(stream, &mut sink),
                     None => false,
                 };
                 if done {
@@ -128,8 +137,11 @@ impl Linger {
                 if entry.get().0 > now {
                     break;
                 }
-                let (_, stream) = entry.remove();
-                log::debug!("{}: did not close within the timeout; closing", stream.peer());
+                log::debug!(
+                    "{}: did not close within the timeout; closing",
+                    entry.get().1.peer()
+                );
+                drop(entry.remove());
             }
         }
     }

@@ -29,7 +29,9 @@ use crate::connection;
 use crate::fortunes::Live;
 use crate::linger::Linger;
 use crate::notify::Stats;
+use crate::ratelimit::{self, Fold};
 use crate::sockets::{Listener, Stream};
+use crate::sources::Sources;
 use crate::wire::Protocol;
 
 /// Workers kept waiting even when idle, so a new client never waits for a spawn.
@@ -66,6 +68,7 @@ pub struct Server {
     live: Arc<Live>,
     linger: Arc<Linger>,
     stats: Arc<Stats>,
+    sources: Arc<Sources>,
     timeout: Duration,
     max_workers: usize,
     workers: Mutex<Workers>,
@@ -86,11 +89,14 @@ struct Workers {
 }
 
 impl Server {
+    // Each argument is one shared part or one setting; a struct of them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         listeners: Vec<(Listener, Protocol)>,
         live: Arc<Live>,
         linger: Arc<Linger>,
         stats: Arc<Stats>,
+        sources: Arc<Sources>,
         timeout: Duration,
         max_connections: usize,
         bound_here: bool,
@@ -110,6 +116,7 @@ impl Server {
             live,
             linger,
             stats,
+            sources,
             timeout,
             max_workers: max_connections.max(1),
             workers: Mutex::default(),
@@ -283,7 +290,7 @@ impl Server {
             }
             // The client left between its handshake and our accept, or a
             // transient network error: nothing to do for anyone else.
-            Err(e) => log::debug!("accept on {listener}: {e}"),
+            Err(e) => ratelimit::note(Fold::AcceptFailed, format_args!("accept on {listener}: {e}")),
         }
         false
     }
@@ -347,24 +354,36 @@ impl Server {
         connection::send(stream, &frame[sent..], self.write_timeout())
     }
 
-    fn serve(self: &Arc<Self>, mut stream: Stream, protocol: Protocol) {
+    fn serve(self: &Arc<Self>, stream: Stream, protocol: Protocol) {
+        // Over its source's share: admit counted and logged it; returning closes it.
+        let Some(slot) = self.sources.admit(&stream) else {
+            return;
+        };
+        // Declared after the slot, so closed before the slot is given back.
+        let mut stream = stream;
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         match self.live.frame(protocol, None) {
             None => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "{}: no fortune fits the {protocol} protocol; closing",
-                    stream.peer()
+                ratelimit::note(
+                    Fold::NoFortuneFits,
+                    format_args!(
+                        "{}: no fortune fits the {protocol} protocol; closing",
+                        stream.peer()
+                    ),
                 );
             }
             Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
                     self.stats.served.fetch_add(1, Ordering::Relaxed);
-                    self.linger.park(stream);
+                    self.linger.park(stream, slot);
                 }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    log::info!("{}: fortune not delivered: {e}", stream.peer());
+                    ratelimit::note(
+                        Fold::NotDelivered,
+                        format_args!("{}: fortune not delivered: {e}", stream.peer()),
+                    );
                 }
             },
         }

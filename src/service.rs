@@ -19,8 +19,9 @@ use crate::linger::Linger;
 use crate::notify::{self, Stats};
 use crate::server::Server;
 use crate::sockets::Listener;
+use crate::sources::Sources;
 use crate::wire::Protocol;
-use crate::{Error, datagram};
+use crate::{Error, datagram, ratelimit};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -32,6 +33,9 @@ pub struct Config {
     pub timeout: Duration,
     pub idle_exit: Option<Duration>,
     pub max_connections: usize,
+    /// `--max-per-source` (see [`Sources::cap`]).
+    pub max_per_source: Option<u32>,
+    pub udp: datagram::Limits,
     /// The listeners are our own `--listen` sockets (see [`Server::new`]).
     pub bound_here: bool,
 }
@@ -69,6 +73,7 @@ pub fn run(
         .collect();
     let live = Arc::new(Live::new(store, config.daily));
     let stats = Arc::new(Stats::default());
+    let sources = Sources::new(Sources::cap(config.max_per_source), Arc::clone(&stats));
     let linger = Linger::new(config.timeout).map_err(|e| Error::runtime("creating the waiter", e.into()))?;
     linger
         .spawn()
@@ -78,6 +83,7 @@ pub fn run(
         Arc::clone(&live),
         Arc::clone(&linger),
         Arc::clone(&stats),
+        sources,
         config.timeout,
         config.max_connections,
         config.bound_here,
@@ -95,10 +101,11 @@ pub fn run(
         log::info!("answering datagrams on udp {addr} (text)");
         described.push(format!("udp {addr} (text)"));
         let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
+        let limits = config.udp;
         std::thread::Builder::new()
             .name("qotd-udp".into())
             .stack_size(crate::THREAD_STACK)
-            .spawn(move || datagram::serve(socket, live, stats, stop))
+            .spawn(move || datagram::serve(socket, live, stats, stop, limits))
             .map_err(|e| Error::runtime("starting the datagram thread", e))?;
     }
 
@@ -146,6 +153,7 @@ pub fn run(
         if watchdog.is_some() {
             notify::watchdog();
         }
+        ratelimit::flush();
         if Instant::now() >= next_status {
             let status = format!("{serving}; {}", stats.summary());
             if status != last_status {
@@ -163,6 +171,7 @@ pub fn run(
     }
     stop_datagrams.store(true, Ordering::Relaxed);
     linger.finish(deadline);
+    ratelimit::flush_all();
     log::info!("stopped; {}", stats.summary());
     Ok(())
 }

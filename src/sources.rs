@@ -1,0 +1,220 @@
+//! Per-source fairness: what a "source" is (its network prefix, the unit a
+//! client controls cheaply) and how many descriptors one may hold at once.
+//!
+//! A source is a /24 for IPv4 and a /56 for IPv6 (what a home connection or a
+//! small cloud tenant gets), an IPv4-mapped IPv6 address counting as IPv4.
+//! Every accepted TCP connection takes a [`SourceSlot`] that lives exactly as
+//! long as its descriptor: while it is served and while it waits in
+//! [`crate::linger`] for the peer to close. Over the cap the connection is
+//! closed at once, without a fortune.
+//!
+//! The table is exact (no hash collisions to punish a bystander): a prefix
+//! has an entry only while it holds a descriptor, so its size is bounded by
+//! the descriptor limit, not by how many addresses a client can claim.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::sys::resource::{Resource, getrlimit};
+
+use crate::notify::Stats;
+use crate::ratelimit::{self, Fold};
+use crate::sockets::Stream;
+
+/// Share of the descriptor limit one source may hold by default.
+pub const DEFAULT_SHARE: u64 = 8;
+
+/// A client's network: the /24 of an IPv4 address, the /56 of an IPv6 one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prefix {
+    V4(u32),
+    V6(u64),
+}
+
+impl Prefix {
+    pub fn of(ip: IpAddr) -> Prefix {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => Prefix::V4(u32::from(v4) & 0xffff_ff00),
+            // The top 56 bits, kept in the top of a u64.
+            IpAddr::V6(v6) => Prefix::V6(((u128::from(v6) >> 64) as u64) & !0xff),
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Prefix::V4(bits) => write!(f, "{}/24", Ipv4Addr::from(bits)),
+            Prefix::V6(bits) => write!(f, "{}/56", Ipv6Addr::from(u128::from(bits) << 64)),
+        }
+    }
+}
+
+/// The connections each source holds, and the cap.
+pub struct Sources {
+    /// `None`: no cap (`--max-per-source 0`), nothing counted.
+    cap: Option<u32>,
+    held: Mutex<HashMap<Prefix, u32>>,
+    stats: Arc<Stats>,
+}
+
+/// One connection's place in its source's count, given back when dropped.
+/// Carry it beside the stream and drop it with (after) the stream.
+#[must_use]
+pub struct SourceSlot {
+    taken: Option<(Arc<Sources>, Prefix)>,
+}
+
+impl Sources {
+    pub fn new(cap: Option<u32>, stats: Arc<Stats>) -> Arc<Sources> {
+        Arc::new(Sources {
+            cap,
+            held: Mutex::default(),
+            stats,
+        })
+    }
+
+    /// The cap for `--max-per-source`: 0 is none; unset is [`DEFAULT_SHARE`]
+    /// of the descriptor limit now in force (read once it has been raised).
+    pub fn cap(option: Option<u32>) -> Option<u32> {
+        match option {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                let nofile = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+                Some(default_cap(nofile))
+            }
+        }
+    }
+
+    /// A slot for this newly accepted connection, or `None` if its source
+    /// already holds the cap (counted, logged folded; the caller closes it).
+    /// Unix-socket peers and peers already gone are not counted.
+    pub fn admit(self: &Arc<Self>, stream: &Stream) -> Option<SourceSlot> {
+        let untracked = SourceSlot { taken: None };
+        let (Some(cap), Stream::Tcp(tcp)) = (self.cap, stream) else {
+            return Some(untracked);
+        };
+        let Ok(peer) = tcp.peer_addr() else {
+            return Some(untracked);
+        };
+        let prefix = Prefix::of(peer.ip());
+        let mut held = self.lock();
+        let count = held.entry(prefix).or_insert(0);
+        if *count >= cap {
+            drop(held);
+            self.stats.over_source_cap.fetch_add(1, Ordering::Relaxed);
+            ratelimit::note(
+                Fold::OverSourceCap,
+                format_args!("{peer}: {prefix} already holds {cap} connections (--max-per-source); closing"),
+            );
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            taken: Some((Arc::clone(self), prefix)),
+        })
+    }
+
+    /// Connections `prefix` holds now.
+    pub fn held(&self, prefix: Prefix) -> u32 {
+        self.lock().get(&prefix).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Prefix, u32>> {
+        // Each update is one statement: the map stays consistent after a panic elsewhere.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// [`DEFAULT_SHARE`] of the descriptor limit `nofile`.
+fn default_cap(nofile: u64) -> u32 {
+    (nofile / DEFAULT_SHARE).clamp(1, u64::from(u32::MAX)) as u32
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        if let Some((sources, prefix)) = self.taken.take() {
+            let mut held = sources.lock();
+            if let Some(count) = held.get_mut(&prefix) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(&prefix);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    fn prefix(s: &str) -> String {
+        Prefix::of(s.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(prefix("::ffff:192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(prefix("2001:db8:aa:bbcc:1::1"), "2001:db8:aa:bb00::/56");
+        assert_eq!(
+            Prefix::of("127.0.0.1".parse().unwrap()),
+            Prefix::of("127.0.0.200".parse().unwrap())
+        );
+        assert_ne!(
+            Prefix::of("127.0.0.1".parse().unwrap()),
+            Prefix::of("127.0.1.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn default_cap_is_a_share_of_the_limit() {
+        assert_eq!(default_cap(20_000), 2_500);
+        assert_eq!(default_cap(3), 1);
+        assert_eq!(Sources::cap(Some(0)), None);
+        assert_eq!(Sources::cap(Some(7)), Some(7));
+    }
+
+    #[test]
+    fn slots_are_capped_per_source_and_given_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = || {
+            let client = TcpStream::connect(addr).unwrap();
+            (client, Stream::Tcp(listener.accept().unwrap().0))
+        };
+        let sources = Sources::new(Some(2), Arc::default());
+        let local = Prefix::of(addr.ip());
+        let (_c1, s1) = accept();
+        let (_c2, s2) = accept();
+        let (_c3, s3) = accept();
+        let first = sources.admit(&s1).expect("first admitted");
+        let second = sources.admit(&s2).expect("second admitted");
+        assert!(sources.admit(&s3).is_none(), "third over the cap");
+        assert_eq!(sources.held(local), 2);
+        assert_eq!(sources.stats.over_source_cap.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert_eq!(sources.held(local), 1);
+        let third = sources.admit(&s3).expect("a slot was given back");
+        drop((second, third));
+        assert_eq!(sources.held(local), 0);
+        assert!(
+            sources.lock().is_empty(),
+            "no entry left for a source holding nothing"
+        );
+        // No cap: nothing counted.
+        let open = Sources::new(None, Arc::default());
+        let _slots: Vec<_> = (0..5).map(|_| open.admit(&s1).unwrap()).collect();
+        assert_eq!(open.held(local), 0);
+    }
+}
