@@ -223,7 +223,10 @@ fn slowloris() {
     // Long enough that the loaded rounds end before the idle clients time out,
     // even on a busy machine.
     let timeout = 6;
-    let (server, addr) = start(Cmd::server().args(["--timeout", &timeout.to_string()]));
+    // All from 127.0.0.1, as if from 2,000 networks: no per-source cap
+    // (one_source_cannot_hold_every_descriptor tests it).
+    let (server, addr) =
+        start(Cmd::server().args(["--timeout", &timeout.to_string(), "--max-per-source", "0"]));
     let never = AtomicBool::new(false);
     load(addr, 16, 20, Duration::from_secs(10), &never); // warm-up: threads, caches
     let idle_fds = steady(Duration::from_secs(5), || server.fds());
@@ -462,7 +465,12 @@ fn flood() {
 fn fd_exhaustion() {
     let _serial = serial();
     const CLIENTS: usize = 200;
-    let (server, addr) = start(Cmd::server().args(["--timeout", "2"]).with_fd_limit(64));
+    // One source must be able to exhaust them here: no per-source cap.
+    let (server, addr) = start(
+        Cmd::server()
+            .args(["--timeout", "2", "--max-per-source", "0"])
+            .with_fd_limit(64),
+    );
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap_or_default();
     let open_files = limits
         .lines()
@@ -773,4 +781,137 @@ fn inetd_client_resets_or_vanishes() {
         "no log line\n{}",
         vanished.report()
     );
+}
+
+/// One source (127.0.0.1) opens connections that never read nor close, past
+/// its --max-per-source: the service holds at most the cap of them (counted
+/// in /proc/PID/fd all along), closes the others at once without a fortune,
+/// and a client from another network (127.0.1.1) is served meanwhile. The
+/// closed ones are counted and logged folded; once the idle clients leave,
+/// their source's slots are free again.
+#[test]
+fn one_source_cannot_hold_every_descriptor() {
+    let _serial = serial();
+    const CAP: usize = 50;
+    const HOGS: usize = 3 * CAP;
+    let (server, addr) = start(Cmd::server().args(["--timeout", "30", "--max-per-source", &CAP.to_string()]));
+    let idle_fds = steady(Duration::from_secs(5), || server.fds());
+    let mut most = 0;
+    let hogs: Vec<TcpStream> = (0..HOGS)
+        .map(|i| {
+            let hog = TcpStream::connect(addr).unwrap_or_else(|e| server.fail(&format!("hog {i}: {e}")));
+            most = most.max(server.fds());
+            hog
+        })
+        .collect();
+    let held = steady(Duration::from_secs(5), || server.fds());
+    most = most.max(held);
+    let started = Instant::now();
+    let other = util::connect_from([127, 0, 1, 1].into(), addr)
+        .map(|mut s| read_frame(&mut s, Duration::from_secs(10)))
+        .unwrap_or_else(|e| outcome_of(&e));
+    let other_took = started.elapsed();
+    most = most.max(server.fds());
+    // What the idle clients got, without closing any: a fortune, or the door.
+    let mut tally = Tally::default();
+    for hog in &hogs {
+        let mut byte = [0u8; 1];
+        let _ = hog.set_read_timeout(Some(Duration::from_secs(5)));
+        tally.add(match hog.peek(&mut byte) {
+            Ok(0) => Outcome::Empty,
+            Ok(_) => Outcome::Complete,
+            Err(e) => outcome_of(&e),
+        });
+    }
+    drop(hogs);
+    let after = settle(Duration::from_secs(10), idle_fds, || server.fds());
+    let again = util::fetch(addr);
+    let done = server.stop();
+    let logged = done.stderr.matches("--max-per-source").count();
+    figure(
+        "per_source",
+        &format!(
+            "{HOGS} idle clients from 127.0.0.1 at --max-per-source {CAP}: server fds {idle_fds} idle, \
+             at most {most} (held {held}); they saw {tally}; 127.0.1.1 meanwhile: {other:?} in {}; \
+             fds after they left {after}; {logged} log lines about it",
+            ms(other_took)
+        ),
+    );
+    // accept(2) makes the descriptor before the source is known: one being
+    // refused per accepting worker (two wait for clients) may add to the cap.
+    assert!(
+        most <= idle_fds + CAP + 2,
+        "the service held {most} descriptors: more than {idle_fds} + {CAP} (+ 2 being refused)\n{}",
+        done.report()
+    );
+    assert_eq!(held, idle_fds + CAP, "the cap's worth of clients is held");
+    assert_eq!(
+        (tally.get(Outcome::Complete), tally.get(Outcome::Empty)),
+        (CAP, HOGS - CAP),
+        "{CAP} served then held, the rest closed without a fortune: {tally}"
+    );
+    assert_eq!(
+        other,
+        Outcome::Complete,
+        "the other network was not served\n{}",
+        done.report()
+    );
+    assert_eq!(after, idle_fds, "slots or descriptors leaked");
+    assert!(
+        !again.is_empty(),
+        "127.0.0.1 is served again once its clients left"
+    );
+    assert!(
+        done.stderr
+            .contains(&format!("{} closed over --max-per-source", HOGS - CAP)),
+        "STATUS counters\n{}",
+        done.report()
+    );
+    // The first in full, one count at stop, the summary: not one per client.
+    assert!(
+        logged <= 3,
+        "{logged} lines for {} closed clients\n{}",
+        HOGS - CAP,
+        done.report()
+    );
+}
+
+/// A reset storm (clients that connect and reset at once) makes a few log
+/// lines, not one per client: the first in full, then a count per interval.
+#[test]
+fn reset_storm_logs_a_count() {
+    let _serial = serial();
+    const RESETS: usize = 1000;
+    let (server, addr) = start(Cmd::server().args(["--timeout", "1"]));
+    let lines_before = server.stderr().lines().count();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| (0..RESETS / 4).for_each(|_| reset_client(addr)));
+        }
+    });
+    let done = server.stop();
+    let lines: Vec<&str> = done.stderr.lines().skip(lines_before).collect();
+    let failed = done
+        .stderr
+        .lines()
+        .rfind(|l| l.contains("stopped;"))
+        .and_then(|l| {
+            l.split(", ")
+                .find_map(|p| p.strip_suffix(" failed")?.parse::<usize>().ok())
+        })
+        .unwrap_or(0);
+    figure(
+        "reset_storm",
+        &format!(
+            "{RESETS} resetting clients: {failed} fortunes not delivered, {} log lines (SIGTERM and stop included)",
+            lines.len()
+        ),
+    );
+    assert!(
+        failed >= 10,
+        "only {failed} resets reached the service before its fortune: the test proves nothing\n{}",
+        done.report()
+    );
+    // The first in full, a count per 10 s, one at stop, plus SIGTERM and "stopped".
+    assert!(lines.len() <= 6, "{} log lines\n{}", lines.len(), done.report());
 }
