@@ -73,7 +73,14 @@ pub fn run(
         .collect();
     let live = Arc::new(Live::new(store, config.daily));
     let stats = Arc::new(Stats::default());
-    let sources = Sources::new(Sources::cap(config.max_per_source), Arc::clone(&stats));
+    let per_source = Sources::cap(config.max_per_source);
+    match per_source {
+        Some(cap) => {
+            log::info!("each source (a /24, or a /56 for IPv6) may hold {cap} connections (--max-per-source)")
+        }
+        None => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
+    }
+    let sources = Sources::new(per_source, Arc::clone(&stats));
     let linger = Linger::new(config.timeout).map_err(|e| Error::runtime("creating the waiter", e.into()))?;
     linger
         .spawn()

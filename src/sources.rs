@@ -123,11 +123,6 @@ impl Sources {
         })
     }
 
-    /// Connections `prefix` holds now.
-    pub fn held(&self, prefix: Prefix) -> u32 {
-        self.lock().get(&prefix).copied().unwrap_or(0)
-    }
-
     fn lock(&self) -> MutexGuard<'_, HashMap<Prefix, u32>> {
         // Each update is one statement: the map stays consistent after a panic elsewhere.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
@@ -157,6 +152,11 @@ impl Drop for SourceSlot {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    /// Connections `prefix` holds now.
+    fn held(sources: &Sources, prefix: Prefix) -> u32 {
+        sources.lock().get(&prefix).copied().unwrap_or(0)
+    }
 
     fn prefix(s: &str) -> String {
         Prefix::of(s.parse().unwrap()).to_string()
@@ -201,13 +201,13 @@ mod tests {
         let first = sources.admit(&s1).expect("first admitted");
         let second = sources.admit(&s2).expect("second admitted");
         assert!(sources.admit(&s3).is_none(), "third over the cap");
-        assert_eq!(sources.held(local), 2);
+        assert_eq!(held(&sources, local), 2);
         assert_eq!(sources.stats.over_source_cap.load(Ordering::Relaxed), 1);
         drop(first);
-        assert_eq!(sources.held(local), 1);
+        assert_eq!(held(&sources, local), 1);
         let third = sources.admit(&s3).expect("a slot was given back");
         drop((second, third));
-        assert_eq!(sources.held(local), 0);
+        assert_eq!(held(&sources, local), 0);
         assert!(
             sources.lock().is_empty(),
             "no entry left for a source holding nothing"
@@ -215,6 +215,6 @@ mod tests {
         // No cap: nothing counted.
         let open = Sources::new(None, Arc::default());
         let _slots: Vec<_> = (0..5).map(|_| open.admit(&s1).unwrap()).collect();
-        assert_eq!(open.held(local), 0);
+        assert_eq!(held(&open, local), 0);
     }
 }
