@@ -137,9 +137,22 @@ impl Fold {
         }
     }
 
+    /// Its place in [`FOLDS`] (a new kind fails to compile until it has one).
+    fn index(self) -> usize {
+        match self {
+            Fold::NotDelivered => 0,
+            Fold::NoFortuneFits => 1,
+            Fold::AcceptFailed => 2,
+            Fold::OverSourceCap => 3,
+            Fold::DatagramIgnored => 4,
+            Fold::DatagramLimited => 5,
+            Fold::ReplyFailed => 6,
+        }
+    }
+
     fn counter(self) -> &'static Folded {
         static COUNTERS: [Folded; FOLDS.len()] = [const { Folded::new() }; FOLDS.len()];
-        &COUNTERS[self as usize]
+        &COUNTERS[self.index()]
     }
 }
 
@@ -274,6 +287,13 @@ mod tests {
             .filter(|i| limiter.allow(IpAddr::V4(((10u32 << 24) | (i << 8)).into()), t0))
             .count();
         assert!(allowed <= BUCKETS, "{allowed} replies from a table of {BUCKETS}");
+    }
+
+    #[test]
+    fn every_kind_has_its_counter() {
+        for (i, kind) in FOLDS.into_iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
     }
 
     #[test]
