@@ -27,6 +27,19 @@ pub struct Limits {
     pub burst: u32,
 }
 
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rate {
+            0 => f.write_str("no rate limit (--udp-rate 0)"),
+            rate => write!(
+                f,
+                "at most {rate} replies a second per source after a burst of {} (--udp-rate, --udp-burst)",
+                self.burst
+            ),
+        }
+    }
+}
+
 /// Serves one UDP socket until `stop` is set.
 pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<AtomicBool>, limits: Limits) {
     let own = match socket.local_addr() {

@@ -105,10 +105,10 @@ pub fn run(
         let addr = socket
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
-        log::info!("answering datagrams on udp {addr} (text)");
+        let limits = config.udp;
+        log::info!("answering datagrams on udp {addr} (text); {limits}");
         described.push(format!("udp {addr} (text)"));
         let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
-        let limits = config.udp;
         std::thread::Builder::new()
             .name("qotd-udp".into())
             .stack_size(crate::THREAD_STACK)

@@ -52,7 +52,7 @@ fn no_reply_to_ourselves_or_to_privileged_ports() {
     }
     let port = free_port();
     let own = at([127, 0, 0, 1], port);
-    let server = udp_service(own.into(), &[]);
+    let server = udp_service(own.into(), &[], &[]);
     let spy = UdpSpy::new();
     let cpu_before = server.cpu_time();
     let forged = [
@@ -127,7 +127,7 @@ fn no_ping_pong_between_two_services() {
     let (c, d) = (at([127, 0, 0, 5], free_port()), at([127, 0, 0, 6], free_port()));
     let servers: Vec<_> = [a, b, c, d]
         .iter()
-        .map(|&addr| udp_service(addr.into(), &limits))
+        .map(|&addr| udp_service(addr.into(), &limits, &[]))
         .collect();
     let spy = UdpSpy::new();
     let between = |pair: [SocketAddrV4; 2]| {
@@ -190,7 +190,9 @@ fn replies_are_rate_limited_per_prefix() {
     const RATE: usize = 5;
     const FLOOD: usize = 5_000;
     let addr = util::loopback(free_port());
-    let server = udp_service(addr, &["--udp-rate", "5", "--udp-burst", "10"]);
+    // Through the environment, as a unit's Environment= would set them.
+    let server = udp_service(addr, &[], &["FORTUNE_UDP_RATE=5", "FORTUNE_UDP_BURST=10"]);
+    server.wait_for_log("at most 5 replies a second per source after a burst of 10");
     let flood = UdpSocket::bind("127.0.0.1:0").expect("bind the flood");
     flood.set_nonblocking(true).expect("non-blocking");
     let other = UdpSocket::bind("127.0.1.1:0").expect("bind 127.0.1.1");

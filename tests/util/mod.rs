@@ -619,13 +619,18 @@ pub fn require_root() -> bool {
 }
 
 /// The service answering UDP on `addr` (`systemd-socket-activate --datagram`,
-/// which starts it at the first datagram), serving; the caller has
-/// `require`d systemd-socket-activate. The datagrams that start it come from
+/// which starts it at the first datagram) with `args` and the environment
+/// variables `env` (`VAR=value`), serving; the caller has `require`d
+/// systemd-socket-activate. The datagrams that start it come from
 /// 127.255.255.254, a /24 no test uses.
-pub fn udp_service(addr: SocketAddr, args: &[&str]) -> Running {
-    let server = Cmd::socket_activate(&["--datagram", "-l", &addr.to_string()])
-        .args(args)
-        .spawn();
+pub fn udp_service(addr: SocketAddr, args: &[&str], env: &[&str]) -> Running {
+    let mut activate = vec!["--datagram".to_string(), "-l".to_string(), addr.to_string()];
+    // systemd-socket-activate passes on only the variables given with -E.
+    for var in env {
+        activate.extend(["-E".to_string(), var.to_string()]);
+    }
+    let activate: Vec<&str> = activate.iter().map(String::as_str).collect();
+    let server = Cmd::socket_activate(&activate).args(args).spawn();
     let starter = std::net::UdpSocket::bind("127.255.255.254:0").expect("bind 127.255.255.254");
     let end = Instant::now() + Duration::from_secs(10);
     while !server.stderr().contains("Serving") {
