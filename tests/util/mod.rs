@@ -729,7 +729,7 @@ impl Default for UdpSpy {
 /// An IPv4 packet carrying UDP, as a raw socket receives it.
 fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
     let header = usize::from(p.first()? & 0x0f) * 4;
-    if p.first()? >> 4 != 4 || p.get(9) != Some(&17) || p.len() < header + 8 {
+    if p.first()? >> 4 != 4 || header < 20 || p.get(9) != Some(&17) || p.len() < header + 8 {
         return None;
     }
     let ip = |at: usize| std::net::Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
