@@ -200,6 +200,7 @@ fn replies_are_rate_limited_per_prefix() {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("read timeout");
     let mut buf = [0u8; 1024];
+    let cpu_before = server.cpu_time();
     let started = Instant::now();
     let (mut sent, mut replies, mut other_sent, mut other_answered) = (0, 0, 0, 0);
     while sent < FLOOD {
@@ -231,6 +232,7 @@ fn replies_are_rate_limited_per_prefix() {
         replies += 1;
     }
     let elapsed = started.elapsed();
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
     let done = server.stop();
     let limited = stopped_count(&done, "datagrams over --udp-rate");
     let folded = done
@@ -243,8 +245,10 @@ fn replies_are_rate_limited_per_prefix() {
         "udp_rate",
         &format!(
             "{sent} requests from 127.0.0.1 in {} ms: {replies} replies (burst {BURST}, rate {RATE}/s: at most {bound}); \
-             127.0.1.1 answered {other_answered} of {other_sent}; {limited} counted as over the rate; {folded} log lines",
-            elapsed.as_millis()
+             127.0.1.1 answered {other_answered} of {other_sent}; {limited} counted as over the rate; {folded} log lines; \
+             server CPU {} ms",
+            elapsed.as_millis(),
+            cpu.as_millis()
         ),
     );
     assert!(
