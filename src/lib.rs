@@ -3,11 +3,11 @@
 //!
 //! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
-//! client, [`server`] is the accept loop, [`linger`] waits for peers to
-//! leave, [`datagram`] answers UDP, [`sources`] caps what one source holds,
-//! [`ratelimit`] bounds what a client can make us repeat (UDP replies, log
-//! lines), [`service`] runs the process's life,
-//! [`notify`] talks to systemd, [`logging`] chooses where logs go;
+//! client, [`server`] is the accept loop, [`linger`] holds a worker's
+//! connections until their peers leave, [`sources`] caps what one source
+//! holds, [`datagram`] answers UDP, [`ratelimit`] bounds what a client can
+//! make us repeat (UDP replies, log lines), [`service`] runs the process's
+//! life, [`notify`] talks to systemd, [`logging`] chooses where logs go;
 //! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 

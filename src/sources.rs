@@ -8,21 +8,29 @@
 //! [`crate::linger`] for the peer to close. Over the cap the connection is
 //! closed at once, without a fortune.
 //!
-//! The table is exact (no hash collisions to punish a bystander): a prefix
-//! has an entry only while it holds a descriptor, so its size is bounded by
-//! the descriptor limit, not by how many addresses a client can claim.
+//! The counts are a fixed table of atomic counters indexed by a hash of the
+//! prefix (keyed at random per process, so no client can choose whom it
+//! collides with): no lock on the way of a connection, and no memory that
+//! grows with the number of addresses a client can claim. Two sources
+//! sharing a counter (about 1 in 65,536 for a given pair) share one cap: a
+//! collision only makes the cap stricter, never looser.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit};
 
 use crate::notify::Stats;
 use crate::ratelimit::{self, Fold};
 use crate::sockets::Stream;
+
+/// Counters in the table: 256 KiB of address space, touched (resident) only
+/// where sources land.
+const COUNTERS: usize = 1 << 16;
 
 /// Share of the descriptor limit one source may hold by default.
 pub const DEFAULT_SHARE: u64 = 8;
@@ -61,24 +69,28 @@ impl fmt::Display for Prefix {
 pub struct Sources {
     /// `None`: no cap (`--max-per-source 0`), nothing counted.
     cap: Option<u32>,
-    held: Mutex<HashMap<Prefix, u32>>,
+    /// Connections held, per hashed prefix (empty without a cap).
+    held: Box<[AtomicU32]>,
+    keys: RandomState,
     stats: Arc<Stats>,
 }
 
 /// One connection's place in its source's count, given back when dropped.
 /// Carry it beside the stream and drop it with (after) the stream.
 #[must_use]
-pub struct SourceSlot {
-    taken: Option<(Arc<Sources>, Prefix)>,
+pub struct SourceSlot<'a> {
+    taken: Option<&'a AtomicU32>,
 }
 
 impl Sources {
-    pub fn new(cap: Option<u32>, stats: Arc<Stats>) -> Arc<Sources> {
-        Arc::new(Sources {
+    pub fn new(cap: Option<u32>, stats: Arc<Stats>) -> Sources {
+        let counters = if cap.is_some() { COUNTERS } else { 0 };
+        Sources {
             cap,
-            held: Mutex::default(),
+            held: (0..counters).map(|_| AtomicU32::new(0)).collect(),
+            keys: RandomState::new(),
             stats,
-        })
+        }
     }
 
     /// The cap for `--max-per-source`: 0 is none; unset is [`DEFAULT_SHARE`]
@@ -97,7 +109,7 @@ impl Sources {
     /// A slot for this newly accepted connection, or `None` if its source
     /// already holds the cap (counted, logged folded; the caller closes it).
     /// Unix-socket peers and peers already gone are not counted.
-    pub fn admit(self: &Arc<Self>, stream: &Stream) -> Option<SourceSlot> {
+    pub fn admit(&self, stream: &Stream) -> Option<SourceSlot<'_>> {
         let untracked = SourceSlot { taken: None };
         let (Some(cap), Stream::Tcp(tcp)) = (self.cap, stream) else {
             return Some(untracked);
@@ -106,10 +118,9 @@ impl Sources {
             return Some(untracked);
         };
         let prefix = Prefix::of(peer.ip());
-        let mut held = self.lock();
-        let count = held.entry(prefix).or_insert(0);
-        if *count >= cap {
-            drop(held);
+        let counter = self.counter(prefix);
+        if counter.fetch_add(1, Ordering::AcqRel) >= cap {
+            counter.fetch_sub(1, Ordering::AcqRel);
             self.stats.over_source_cap.fetch_add(1, Ordering::Relaxed);
             ratelimit::note(
                 Fold::OverSourceCap,
@@ -117,15 +128,11 @@ impl Sources {
             );
             return None;
         }
-        *count += 1;
-        Some(SourceSlot {
-            taken: Some((Arc::clone(self), prefix)),
-        })
+        Some(SourceSlot { taken: Some(counter) })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Prefix, u32>> {
-        // Each update is one statement: the map stays consistent after a panic elsewhere.
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    fn counter(&self, prefix: Prefix) -> &AtomicU32 {
+        &self.held[(self.keys.hash_one(prefix) % self.held.len() as u64) as usize]
     }
 }
 
@@ -134,16 +141,10 @@ fn default_cap(nofile: u64) -> u32 {
     (nofile / DEFAULT_SHARE).clamp(1, u64::from(u32::MAX)) as u32
 }
 
-impl Drop for SourceSlot {
+impl Drop for SourceSlot<'_> {
     fn drop(&mut self) {
-        if let Some((sources, prefix)) = self.taken.take() {
-            let mut held = sources.lock();
-            if let Some(count) = held.get_mut(&prefix) {
-                *count -= 1;
-                if *count == 0 {
-                    held.remove(&prefix);
-                }
-            }
+        if let Some(counter) = self.taken {
+            counter.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -155,7 +156,7 @@ mod tests {
 
     /// Connections `prefix` holds now.
     fn held(sources: &Sources, prefix: Prefix) -> u32 {
-        sources.lock().get(&prefix).copied().unwrap_or(0)
+        sources.counter(prefix).load(Ordering::Relaxed)
     }
 
     fn prefix(s: &str) -> String {
@@ -208,13 +209,9 @@ mod tests {
         let third = sources.admit(&s3).expect("a slot was given back");
         drop((second, third));
         assert_eq!(held(&sources, local), 0);
-        assert!(
-            sources.lock().is_empty(),
-            "no entry left for a source holding nothing"
-        );
-        // No cap: nothing counted.
+        // No cap: nothing counted, no table.
         let open = Sources::new(None, Arc::default());
         let _slots: Vec<_> = (0..5).map(|_| open.admit(&s1).unwrap()).collect();
-        assert_eq!(held(&open, local), 0);
+        assert!(open.held.is_empty());
     }
 }
