@@ -21,6 +21,7 @@
 //! believes it is connected is reset.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -239,13 +240,13 @@ impl Server {
         let (listener, protocol) = &self.config.listeners[index];
         for _ in 0..ACCEPT_BATCH {
             let e = match listener.accept() {
-                Ok(stream) => {
+                Ok((stream, peer)) => {
                     if self.out_of_fds.load(Ordering::Relaxed)
                         && self.out_of_fds.swap(false, Ordering::Relaxed)
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
-                    self.serve(stream, *protocol, epoll, linger);
+                    self.serve(stream, peer, *protocol, epoll, linger);
                     continue;
                 }
                 Err(e) => e,
@@ -328,12 +329,13 @@ impl Server {
     fn serve<'a>(
         self: &'a Arc<Self>,
         stream: Stream,
+        peer: Option<SocketAddr>,
         protocol: Protocol,
         epoll: &Epoll,
         linger: &mut Linger<Riders<'a>>,
     ) {
         // Over its source's share: admit counted and logged it; returning closes it.
-        let Some(slot) = self.config.sources.admit(&stream) else {
+        let Some(slot) = self.config.sources.admit(peer) else {
             return;
         };
         let active = self.config.stats.open();

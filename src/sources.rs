@@ -18,7 +18,7 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,7 +26,6 @@ use nix::sys::resource::{Resource, getrlimit};
 
 use crate::notify::Stats;
 use crate::ratelimit::{self, Fold};
-use crate::sockets::Stream;
 
 /// Counters in the table: 256 KiB of address space, touched (resident) only
 /// where sources land.
@@ -106,16 +105,12 @@ impl Sources {
         }
     }
 
-    /// A slot for this newly accepted connection, or `None` if its source
-    /// already holds the cap (counted, logged folded; the caller closes it).
-    /// Unix-socket peers and peers already gone are not counted.
-    pub fn admit(&self, stream: &Stream) -> Option<SourceSlot<'_>> {
-        let untracked = SourceSlot { taken: None };
-        let (Some(cap), Stream::Tcp(tcp)) = (self.cap, stream) else {
-            return Some(untracked);
-        };
-        let Ok(peer) = tcp.peer_addr() else {
-            return Some(untracked);
+    /// A slot for a newly accepted connection from `peer`, or `None` if its
+    /// source already holds the cap (counted, logged folded; the caller
+    /// closes it). Peers without an address (Unix sockets) are not counted.
+    pub fn admit(&self, peer: Option<SocketAddr>) -> Option<SourceSlot<'_>> {
+        let (Some(cap), Some(peer)) = (self.cap, peer) else {
+            return Some(SourceSlot { taken: None });
         };
         let prefix = Prefix::of(peer.ip());
         let counter = self.counter(prefix);
@@ -152,7 +147,6 @@ impl Drop for SourceSlot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
 
     /// Connections `prefix` holds now.
     fn held(sources: &Sources, prefix: Prefix) -> u32 {
@@ -188,30 +182,30 @@ mod tests {
 
     #[test]
     fn slots_are_capped_per_source_and_given_back() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accept = || {
-            let client = TcpStream::connect(addr).unwrap();
-            (client, Stream::Tcp(listener.accept().unwrap().0))
-        };
+        let peer = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
         let sources = Sources::new(Some(2), Arc::default());
-        let local = Prefix::of(addr.ip());
-        let (_c1, s1) = accept();
-        let (_c2, s2) = accept();
-        let (_c3, s3) = accept();
-        let first = sources.admit(&s1).expect("first admitted");
-        let second = sources.admit(&s2).expect("second admitted");
-        assert!(sources.admit(&s3).is_none(), "third over the cap");
+        let local = Prefix::of("127.0.0.1".parse().unwrap());
+        let first = sources.admit(peer("127.0.0.1:40001")).expect("first admitted");
+        let second = sources.admit(peer("127.0.0.9:40002")).expect("second admitted");
+        assert!(
+            sources.admit(peer("127.0.0.1:40003")).is_none(),
+            "third over the cap"
+        );
         assert_eq!(held(&sources, local), 2);
         assert_eq!(sources.stats.over_source_cap.load(Ordering::Relaxed), 1);
         drop(first);
         assert_eq!(held(&sources, local), 1);
-        let third = sources.admit(&s3).expect("a slot was given back");
+        let third = sources
+            .admit(peer("[::ffff:127.0.0.1]:40004"))
+            .expect("a slot was given back");
         drop((second, third));
+        assert_eq!(held(&sources, local), 0);
+        // Unix peers (no address) are not counted.
+        let _unix: Vec<_> = (0..5).map(|_| sources.admit(None).unwrap()).collect();
         assert_eq!(held(&sources, local), 0);
         // No cap: nothing counted, no table.
         let open = Sources::new(None, Arc::default());
-        let _slots: Vec<_> = (0..5).map(|_| open.admit(&s1).unwrap()).collect();
+        let _slots: Vec<_> = (0..5).map(|_| open.admit(peer("127.0.0.1:1")).unwrap()).collect();
         assert!(open.held.is_empty());
     }
 }
