@@ -91,7 +91,7 @@ pub const FOLD_INTERVAL: Duration = Duration::from_secs(10);
 pub enum Fold {
     /// A connection failed before its fortune was written (reset, gone).
     NotDelivered,
-    /// No fortune fits the connection's protocol (or one datagram).
+    /// No fortune fits one UDP datagram.
     NoFortuneFits,
     /// accept(2) failed for one client (it left during its handshake).
     AcceptFailed,
@@ -128,7 +128,7 @@ impl Fold {
     fn what(self) -> &'static str {
         match self {
             Fold::NotDelivered => "connections ended before their fortune was delivered",
-            Fold::NoFortuneFits => "clients got no fortune: none fits their protocol",
+            Fold::NoFortuneFits => "datagrams got no reply: no fortune fits one datagram",
             Fold::AcceptFailed => "accept failures",
             Fold::OverSourceCap => "connections closed over --max-per-source",
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",

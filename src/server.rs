@@ -345,12 +345,10 @@ impl Server {
         match self.config.live.frame(protocol, None) {
             None => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                ratelimit::note(
-                    Fold::NoFortuneFits,
-                    format_args!(
-                        "{}: no fortune fits the {protocol} protocol; closing",
-                        stream.peer()
-                    ),
+                // Debug: the store warned once why (a line per connection would flood).
+                log::debug!(
+                    "{}: no fortune fits the {protocol} protocol; closing",
+                    stream.peer()
                 );
             }
             Some(frame) => match self.send(&mut stream, &frame) {
