@@ -27,8 +27,8 @@ use nix::sys::resource::{Resource, getrlimit};
 use crate::notify::Stats;
 use crate::ratelimit::{self, Fold};
 
-/// Counters in the table: 256 KiB of address space, touched (resident) only
-/// where sources land.
+/// Counters in the table (256 KiB, allocated at start when there is a cap):
+/// two sources share one with a chance of 1 in 65,536.
 const COUNTERS: usize = 1 << 16;
 
 /// Share of the descriptor limit one source may hold by default.
