@@ -291,8 +291,9 @@ provoke() { # EVENT LINE TEXT ARGS...
     drop_out fortune.service "$event"
 }
 # Clients that never close each hold a descriptor while the service waits for
-# them (--timeout); 100 of them exceed 64 descriptors.
-provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64' \
+# them (--timeout); 100 of them exceed 64 descriptors (all from one source: no
+# --max-per-source cap, which would otherwise hold them to 64/8).
+provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64\nEnvironment=FORTUNE_MAX_PER_SOURCE=0' \
     --idle 100 --clients 1 --duration 2 --connections 20
 # One fortune far larger than a socket buffer: a client that never reads
 # keeps a connection busy; with 2 allowed, a few such clients reach the cap.
