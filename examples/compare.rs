@@ -159,6 +159,7 @@ fn measure(addr: SocketAddr, clients: usize, seconds: f64, idle: usize) -> Resul
         addr,
         protocol: Protocol::Qt,
         clients,
+        threads: 2,
         duration: Duration::from_secs_f64(seconds),
         // Far above what this machine does in `seconds`: time is the bound that acts.
         connections: (200_000.0 * seconds) as u64,

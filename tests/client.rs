@@ -200,6 +200,34 @@ fn bench_sorts_errors_by_kind() {
 }
 
 #[test]
+fn bench_times_out_a_server_that_never_finishes() {
+    // Half a frame, then the connection held open well past --timeout.
+    let slow = fake_server(&[0, 0, 0, 4, 0], 2, Duration::from_secs(3));
+    let done = Cmd::client()
+        .args([
+            "bench",
+            &slow.to_string(),
+            "-c",
+            "2",
+            "-t",
+            "2",
+            "--connections",
+            "2",
+            "--timeout",
+            "0.5",
+            "-q",
+        ])
+        .run(LIMIT);
+    done.assert_code(exit::NETWORK.into());
+    assert!(done.stdout.contains("timeout 2,"), "{}", done.report());
+    assert!(
+        done.stdout.contains("first error  reading from"),
+        "{}",
+        done.report()
+    );
+}
+
+#[test]
 fn bench_holds_idle_connections_and_shows_progress() {
     let (_server, addr) = service("127.0.0.1", "qt");
     let done = Cmd::client()
