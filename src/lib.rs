@@ -31,7 +31,7 @@ use fortunes::{Live, LoadError, Opening, Selection, Store};
 /// Stack size of every thread we start: they hold a few small buffers only.
 pub const THREAD_STACK: usize = 128 * 1024;
 
-/// Exit statuses, documented in README.md and pinned by `tests/exit_codes.rs`.
+/// Exit statuses, documented in docs/reference.md and pinned by `tests/exit_codes.rs`.
 pub mod exit {
     /// Served, then stopped (SIGTERM/SIGINT, or the one connection of
     /// `Accept=yes`/inetd is done, however the client behaved).

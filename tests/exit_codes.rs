@@ -1,5 +1,5 @@
 //! Exit statuses and the one-line errors behind them, as systemd or a shell
-//! would provoke them. Pins the table in README.md to `fortune_server::exit`.
+//! would provoke them. Pins the table in docs/reference.md to `fortune_server::exit`.
 
 mod util;
 
@@ -47,15 +47,16 @@ fn codes_match_the_readme_table() {
     for (constant, value) in pinned {
         assert_eq!(constant, value);
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let table = readme
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md")).unwrap();
+    let table = reference
         .split("## Exit statuses")
         .nth(1)
-        .expect("README has an exit status section");
+        .expect("docs/reference.md has an exit status section");
     for (_, value) in pinned {
         assert!(
             table.contains(&format!("\n| {value} | ")),
-            "README documents no exit status {value}"
+            "docs/reference.md documents no exit status {value}"
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::wire::{self, DecodeError, Protocol};
 /// Port used when `HOST[:PORT]` names none (the service's default).
 pub const DEFAULT_PORT: u16 = 7017;
 
-/// Exit statuses of `fortune-client`, documented in README.md and pinned by
+/// Exit statuses of `fortune-client`, documented in docs/reference.md and pinned by
 /// `tests/client.rs`.
 pub mod exit {
     /// Every fortune asked for was printed; `bench`: every connection succeeded.

@@ -93,6 +93,8 @@ for t in json.load(sys.stdin)["packages"][0]["targets"]:
     for f in packaging/generated/completions/fish/*; do echo "/usr/share/fish/vendor_completions.d/${f##*/}"; done
     version=$(rpm -qp --qf '%{VERSION}' "$rpm")
     echo "/usr/share/doc/fortune-server-$version" "/usr/share/doc/fortune-server-$version/README.md"
+    echo "/usr/share/doc/fortune-server-$version/docs"
+    for f in docs/*.md; do echo "/usr/share/doc/fortune-server-$version/$f"; done
     echo "/usr/share/licenses/fortune-server-$version"
     echo "/usr/share/licenses/fortune-server-$version/LICENSE-APACHE"
     echo "/usr/share/licenses/fortune-server-$version/LICENSE-MIT"
