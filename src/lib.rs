@@ -3,10 +3,11 @@
 //!
 //! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
-//! client, [`server`] is the accept loop, [`linger`] waits for peers to
-//! leave, [`datagram`] answers UDP, [`service`] runs the process's life,
-//! [`notify`] talks to systemd, [`logging`] chooses where logs go;
-//! [`client`] is `fortune-client` and its benchmark.
+//! client, [`server`] is the accept loop, [`linger`] holds a worker's
+//! connections until their peers leave, [`datagram`] answers UDP,
+//! [`service`] runs the process's life, [`notify`] talks to systemd,
+//! [`logging`] chooses where logs go; [`client`] is `fortune-client` and
+//! its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;

@@ -12,12 +12,35 @@ use sd_notify::NotifyState;
 pub struct Stats {
     pub served: AtomicU64,
     pub failed: AtomicU64,
-    pub active: AtomicUsize,
+    /// Connections open, from accept to close (the wait for the peer's
+    /// close included); counted by [`Active`] only.
+    active: AtomicUsize,
     /// True while every allowed connection slot is busy.
     pub at_cap: AtomicBool,
 }
 
+/// One open connection, counted in [`Stats`] for as long as this lives.
+#[must_use]
+pub struct Active<'a>(&'a Stats);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Stats {
+    /// Counts a connection open until the guard is dropped.
+    pub fn open(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active(self)
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Clients handled so far, served or not.
     pub fn handled(&self) -> u64 {
         self.served.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
@@ -27,7 +50,7 @@ impl Stats {
         let mut s = format!(
             "{} served, {} active, {} failed",
             self.served.load(Ordering::Relaxed),
-            self.active.load(Ordering::Relaxed),
+            self.active(),
             self.failed.load(Ordering::Relaxed)
         );
         if self.at_cap.load(Ordering::Relaxed) {

@@ -1,34 +1,37 @@
-//! The accept loop: a pool of worker threads, each accepting from every
-//! listening socket (one epoll set) and serving the connection it accepted
-//! itself, start to finish, the FortuneThread way. The pool grows when a
-//! worker must wait for a slow reader and no other is left waiting for new
-//! clients, up to `--max-connections`; idle extras retire. At the cap nobody
-//! accepts, so new clients wait in the kernel's backlog.
+//! The accept loop: a pool of worker threads, each serving the clients it
+//! accepted itself, start to finish, the FortuneThread way. Each worker has
+//! its own epoll set holding every listening socket (`EPOLLEXCLUSIVE`: a new
+//! client wakes one waiting worker, not all) and its own connections waiting
+//! for their peer to close ([`crate::linger`]), so one `epoll_wait` returns
+//! both, and no lock is taken on the way of a connection.
+//!
+//! The pool grows when a worker must wait for a slow reader and every other
+//! worker is waiting for one too, up to `--max-connections`; idle extras
+//! retire. At the cap nobody accepts, so new clients wait in the kernel's
+//! backlog.
 //!
 //! Stopping serves every client whose handshake completed, including those
-//! still queued in the backlog. Sockets systemd passed stay open in systemd,
-//! which keeps later clients queued for the next start. Sockets bound here
-//! are closed here: first new handshakes are refused entry by a socket filter,
-//! then the backlog is drained, then the socket stops listening, so no client
-//! that believes it is connected is reset.
+//! still queued in the backlog, and waits (bounded by `--timeout`) for their
+//! peers to close. Sockets systemd passed stay open in systemd, which keeps
+//! later clients queued for the next start. Sockets bound here are closed
+//! here: first new handshakes are refused entry by a socket filter, then the
+//! backlog is drained, then the socket stops listening, so no client that
+//! believes it is connected is reset.
 
-use std::io::{self, ErrorKind};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-use std::os::fd::{AsFd, AsRawFd};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::socket::{self, MsgFlags};
 use socket2::{SockFilter, SockRef};
 
 use crate::connection;
 use crate::fortunes::Live;
-use crate::linger::Linger;
-use crate::notify::Stats;
+use crate::linger::{self, Linger};
+use crate::notify::{Active, Stats};
 use crate::sockets::{Listener, Stream};
 use crate::wire::Protocol;
 
@@ -38,11 +41,14 @@ const SPARE_WORKERS: usize = 2;
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
 /// Pause after the process ran out of descriptors before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
-/// Clients a worker accepts in a row, while more are queued, before it
-/// waits on epoll again (which also lets the other listeners have a turn).
-const ACCEPT_BATCH: usize = 16;
-/// epoll data of the stop eventfd; listeners use their index.
-const WAKE: u64 = u64::MAX;
+/// Clients a worker accepts in a row from one listener before it looks at
+/// its other events (peers closing, the other listeners).
+const ACCEPT_BATCH: usize = 64;
+/// Events one `epoll_wait` returns at most.
+const EVENTS: usize = 64;
+/// epoll key of the stop eventfd; listeners use their index, parked
+/// connections [`linger::FIRST_KEY`] and up.
+const WAKE: u64 = linger::FIRST_KEY - 1;
 /// When stopping, how long handshakes already under way get to complete
 /// (a round trip) before a listener bound here stops listening.
 const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
@@ -58,119 +64,117 @@ const REFUSE_NEW_HANDSHAKES: [SockFilter; 4] = [
     SockFilter::new(0x06, 0, 0, 0),        // ret 0: drop
 ];
 
+/// What the accept loop is given.
+pub struct Config {
+    pub listeners: Vec<(Listener, Protocol)>,
+    pub live: Arc<Live>,
+    pub stats: Arc<Stats>,
+    /// `--timeout`: bounds the write of a frame and the wait for the peer's close.
+    pub timeout: Duration,
+    /// `--max-connections`: worker threads at most, hence clients being written to at once.
+    pub max_connections: usize,
+    /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
+    pub bound_here: bool,
+}
+
 /// What the workers share.
 pub struct Server {
-    listeners: Vec<(Listener, Protocol)>,
-    epoll: Epoll,
+    config: Config,
+    /// Readable once stopping; in every worker's epoll set.
     wake: EventFd,
-    live: Arc<Live>,
-    linger: Arc<Linger>,
-    stats: Arc<Stats>,
-    timeout: Duration,
-    max_workers: usize,
-    workers: Mutex<Workers>,
-    all_gone: Condvar,
-    stopping: AtomicBool,
-    /// The stop deadline, once stopping began: it bounds the last writes.
+    pool: Pool,
+    /// The stop deadline, once stopping began: it bounds the last writes and waits.
     stop_by: OnceLock<Instant>,
-    /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
-    bound_here: bool,
+    /// Once stopping: when the backlogs are drained for the last time.
+    last_accept: OnceLock<Instant>,
     /// Set while accept fails for lack of descriptors, so it is logged once.
     out_of_fds: AtomicBool,
 }
 
-#[derive(Default)]
-struct Workers {
-    total: usize,
-    idle: usize,
+/// The worker count, changed only through [`Worker`] and [`Blocked`].
+struct Pool {
+    max: usize,
+    total: AtomicUsize,
+    /// Workers waiting for a slow reader.
+    blocked: AtomicUsize,
+    /// For [`Server::stop`] to wait on `all_gone`.
+    gone: Mutex<()>,
+    all_gone: Condvar,
 }
 
 impl Server {
-    pub fn new(
-        listeners: Vec<(Listener, Protocol)>,
-        live: Arc<Live>,
-        linger: Arc<Linger>,
-        stats: Arc<Stats>,
-        timeout: Duration,
-        max_connections: usize,
-        bound_here: bool,
-    ) -> io::Result<Arc<Server>> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        for (i, (listener, _)) in listeners.iter().enumerate() {
-            // Non-blocking: several workers wake for one client, all but one find nothing.
+    pub fn new(config: Config) -> io::Result<Arc<Server>> {
+        for (listener, _) in &config.listeners {
+            // Non-blocking: a woken worker may find the client already taken.
             listener.set_nonblocking(true)?;
-            epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
         }
         Ok(Arc::new(Server {
-            listeners,
-            epoll,
-            wake,
-            live,
-            linger,
-            stats,
-            timeout,
-            max_workers: max_connections.max(1),
-            workers: Mutex::default(),
-            all_gone: Condvar::new(),
-            stopping: AtomicBool::new(false),
+            wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+            pool: Pool {
+                max: config.max_connections.max(1),
+                total: AtomicUsize::new(0),
+                blocked: AtomicUsize::new(0),
+                gone: Mutex::new(()),
+                all_gone: Condvar::new(),
+            },
+            config,
             stop_by: OnceLock::new(),
-            bound_here,
+            last_accept: OnceLock::new(),
             out_of_fds: AtomicBool::new(false),
         }))
     }
 
     /// Starts the first workers.
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
-        for _ in 0..SPARE_WORKERS.min(self.max_workers) {
-            let mut workers = self.lock();
-            workers.total += 1;
-            workers.idle += 1;
-            drop(workers);
+        for _ in 0..SPARE_WORKERS {
             self.spawn_worker()?;
         }
         Ok(())
     }
 
     /// Stops accepting new clients after serving those already queued in the
-    /// backlog, and waits (until `deadline`) for every worker to finish.
-    /// Returns false if some were still busy at the deadline.
+    /// backlog, and waits (until `deadline`) for every worker to finish,
+    /// their peers' closes included. Returns false if some were still
+    /// writing at the deadline.
     pub fn stop(self: &Arc<Self>, deadline: Instant) -> bool {
         let _ = self.stop_by.set(deadline);
-        if self.bound_here {
+        let grace = if self.config.bound_here {
+            // A client whose handshake was under way when the doors closed
+            // believes it is connected: wait for it, serve it, then close.
             self.close_doors();
-        }
-        let doors_closed = Instant::now();
-        self.stopping.store(true, Ordering::SeqCst);
+            HANDSHAKE_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let _ = self.last_accept.set(deadline.min(Instant::now() + grace));
         let _ = self.wake.write(1);
-        let mut workers = self.lock();
-        while workers.total > 0 {
+        let mut gone = self.pool.gone.lock().unwrap_or_else(|p| p.into_inner());
+        while self.pool.total.load(Ordering::SeqCst) > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return self.pool.blocked.load(Ordering::SeqCst) == 0;
             }
-            workers = self
+            gone = self
+                .pool
                 .all_gone
-                .wait_timeout(workers, left)
+                .wait_timeout(gone, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        drop(workers);
-        if self.bound_here {
-            // A client whose handshake was under way when the doors closed
-            // believes it is connected: wait for it, serve it, then close.
-            let grace_end = deadline.min(doors_closed + HANDSHAKE_GRACE);
-            std::thread::sleep(grace_end.saturating_duration_since(Instant::now()));
-            self.drain_backlogs();
+        drop(gone);
+        if self.config.bound_here {
             self.stop_listening();
         }
         true
     }
 
+    fn stopping(&self) -> bool {
+        self.stop_by.get().is_some()
+    }
+
     /// Lets no new handshake start on TCP listeners; those completing go on.
     fn close_doors(&self) {
-        for (listener, _) in &self.listeners {
+        for (listener, _) in &self.config.listeners {
             if let Listener::Tcp(tcp) = listener
                 && let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES)
             {
@@ -182,176 +186,145 @@ impl Server {
     /// Closes the listening sockets (they are ours alone): from now on
     /// connection attempts are refused.
     fn stop_listening(&self) {
-        for (listener, _) in &self.listeners {
+        for (listener, _) in &self.config.listeners {
             if let Err(e) = SockRef::from(listener).shutdown(std::net::Shutdown::Read) {
                 log::debug!("{listener}: stop listening: {e}");
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Workers> {
-        self.workers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
-        let me = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
+    /// Starts a worker; Ok(false) if the pool is at `--max-connections`.
+    fn spawn_worker(self: &Arc<Self>) -> io::Result<bool> {
+        let Some(worker) = Worker::enlist(self) else {
+            return Ok(false);
+        };
+        // If the thread cannot start, the closure, hence the worker, is dropped: counted out.
+        std::thread::Builder::new()
             .name("worker".into())
             .stack_size(crate::THREAD_STACK)
-            .spawn(move || me.work());
-        if let Err(e) = &spawned {
-            log::warn!("cannot start another worker thread: {e}");
-            let mut workers = self.lock();
-            workers.total -= 1;
-            workers.idle -= 1;
-            self.all_gone.notify_all();
-        }
-        spawned.map(drop)
+            .spawn(move || worker.run())
+            .map(|_| true)
+            .inspect_err(|e| log::warn!("cannot start another worker thread: {e}"))
     }
 
-    fn work(self: Arc<Self>) {
-        let mut events = [EpollEvent::empty()];
-        loop {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            match self.epoll.wait(
-                &mut events,
-                EpollTimeout::try_from(RETIRE_AFTER).unwrap_or(EpollTimeout::MAX),
-            ) {
-                Ok(0) if self.retire_if_spare() => return,
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) if events[0].data() == WAKE => break,
-                Ok(_) => {
-                    // While clients queue up, take the next without asking epoll again.
-                    let index = events[0].data() as usize;
-                    for _ in 0..ACCEPT_BATCH {
-                        if !self.accept_one(index) || self.stopping.load(Ordering::Relaxed) {
-                            break;
-                        }
+    /// The epoll set of a new worker: the stop eventfd (level-triggered, so
+    /// every worker sees it) and every listener.
+    fn worker_epoll(&self) -> io::Result<Epoll> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&self.wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        for (i, (listener, _)) in self.config.listeners.iter().enumerate() {
+            let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+            epoll.add(listener, EpollEvent::new(interest, i as u64))?;
+        }
+        Ok(epoll)
+    }
+
+    /// Accepts and serves up to a batch of clients from one listener.
+    fn accept_some<'a>(
+        self: &'a Arc<Self>,
+        index: usize,
+        epoll: &Epoll,
+        linger: &mut Linger<Active<'a>>,
+    ) -> Backlog {
+        let (listener, protocol) = &self.config.listeners[index];
+        for _ in 0..ACCEPT_BATCH {
+            let e = match listener.accept() {
+                Ok(stream) => {
+                    if self.out_of_fds.load(Ordering::Relaxed)
+                        && self.out_of_fds.swap(false, Ordering::Relaxed)
+                    {
+                        log::warn!("descriptors available again; accepting clients");
                     }
+                    self.serve(stream, *protocol, epoll, linger);
+                    continue;
                 }
-                Err(e) => {
-                    log::error!("waiting for clients failed: {e}; retrying");
+                Err(e) => e,
+            };
+            match AcceptError::of(&e) {
+                AcceptError::Empty => return Backlog::Empty,
+                // The client left between its handshake and our accept, or a
+                // network error of its own: nothing to do for the others.
+                AcceptError::ClientGone => log::debug!("accept on {listener}: {e}"),
+                AcceptError::OutOfFds => {
+                    if !self.out_of_fds.swap(true, Ordering::Relaxed) {
+                        log::warn!("cannot accept on {listener}: {e}; pausing until descriptors free up");
+                    }
                     std::thread::sleep(FD_BACKOFF);
+                    return Backlog::Full;
+                }
+                AcceptError::Listener => {
+                    log::debug!("accept on {listener}: {e}");
+                    return Backlog::Empty;
                 }
             }
         }
-        // Pass the wake-up on (one epoll waiter wakes per event), then serve
-        // what is already queued: those clients finished their handshake.
-        let _ = self.wake.write(1);
-        self.drain_backlogs();
-        let mut workers = self.lock();
-        workers.total -= 1;
-        workers.idle -= 1;
-        self.all_gone.notify_all();
+        Backlog::More
     }
 
-    /// Serves what is queued, until the queues are empty or the stop deadline.
-    fn drain_backlogs(self: &Arc<Self>) {
-        let deadline = self.stop_by.get().copied();
-        for (listener, protocol) in &self.listeners {
-            while deadline.is_none_or(|d| Instant::now() < d) {
-                match listener.accept() {
-                    Ok(stream) => self.serve(stream, *protocol),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => break,
+    /// Serves what is queued on every listener, until the queues are empty
+    /// (true) or the stop deadline, or descriptors run out (false).
+    fn drain<'a>(self: &'a Arc<Self>, epoll: &Epoll, linger: &mut Linger<Active<'a>>) -> bool {
+        for index in 0..self.config.listeners.len() {
+            loop {
+                match self.accept_some(index, epoll, linger) {
+                    Backlog::Empty => break,
+                    Backlog::More if self.stop_by.get().is_none_or(|&d| Instant::now() < d) => {}
+                    Backlog::More | Backlog::Full => return false,
                 }
             }
         }
+        true
     }
 
-    /// Accepts and serves one client; false if there was none to take.
-    fn accept_one(self: &Arc<Self>, index: usize) -> bool {
-        let (listener, protocol) = &self.listeners[index];
-        match listener.accept() {
-            Ok(stream) => {
-                if self.out_of_fds.swap(false, Ordering::Relaxed) {
-                    log::warn!("descriptors available again; accepting clients");
-                }
-                self.begin_busy();
-                self.serve(stream, *protocol);
-                self.end_busy();
-                return true;
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-            Err(e) if is_out_of_fds(&e) => {
-                if !self.out_of_fds.swap(true, Ordering::Relaxed) {
-                    log::warn!("cannot accept on {listener}: {e}; pausing until descriptors free up");
-                }
-                std::thread::sleep(FD_BACKOFF);
-            }
-            // The client left between its handshake and our accept, or a
-            // transient network error: nothing to do for anyone else.
-            Err(e) => log::debug!("accept on {listener}: {e}"),
-        }
-        false
-    }
-
-    fn begin_busy(&self) {
-        self.lock().idle -= 1;
-    }
-
-    /// This worker must wait for a slow reader: starts another if none is
-    /// left waiting for new clients. Not at every accept: under load, busy
+    /// This worker must wait for a slow reader: starts another if every
+    /// worker now waits for one. Not at every accept: under load, busy
     /// workers are mostly just descheduled for a moment, and growing the pool
     /// for them only adds threads (and memory) competing for the same CPUs.
-    fn about_to_block(self: &Arc<Self>) {
-        let mut workers = self.lock();
-        if workers.idle == 0 && !self.stopping.load(Ordering::Relaxed) {
-            if workers.total < self.max_workers {
-                workers.total += 1;
-                workers.idle += 1;
-                drop(workers);
-                let _ = self.spawn_worker();
-            } else {
-                self.stats.at_cap.store(true, Ordering::Relaxed);
-            }
+    fn block(self: &Arc<Self>) -> Blocked<'_> {
+        let blocked = self.pool.blocked.fetch_add(1, Ordering::SeqCst) + 1;
+        if blocked >= self.pool.total.load(Ordering::SeqCst)
+            && !self.stopping()
+            && matches!(self.spawn_worker(), Ok(false))
+        {
+            self.config.stats.at_cap.store(true, Ordering::Relaxed);
         }
-    }
-
-    fn end_busy(&self) {
-        let mut workers = self.lock();
-        workers.idle += 1;
-        self.stats.at_cap.store(false, Ordering::Relaxed);
-    }
-
-    fn retire_if_spare(&self) -> bool {
-        let mut workers = self.lock();
-        if workers.idle > SPARE_WORKERS {
-            workers.idle -= 1;
-            workers.total -= 1;
-            return true;
-        }
-        false
+        Blocked(self)
     }
 
     /// `--timeout`, or less once stopping: the stop deadline bounds every write.
     fn write_timeout(&self) -> Duration {
-        self.stop_by.get().map_or(self.timeout, |&deadline| {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .min(self.timeout)
+        let timeout = self.config.timeout;
+        self.stop_by.get().map_or(timeout, |&deadline| {
+            deadline.saturating_duration_since(Instant::now()).min(timeout)
         })
     }
 
     /// Sends the frame and shuts down our side. A frame almost always fits
-    /// the socket buffer: one non-blocking write, no timeout to set. Only
-    /// for the rest does this worker wait, bounded by the timeout.
+    /// the socket buffer: one write. Only for the rest does this worker wait
+    /// (blocking, bounded by the timeout), and the pool may grow meanwhile.
     fn send(self: &Arc<Self>, stream: &mut Stream, frame: &[u8]) -> io::Result<()> {
         let sent = send_at_once(stream, frame)?;
         if sent == frame.len() {
             return stream.shutdown_write();
         }
-        self.about_to_block();
-        connection::send(stream, &frame[sent..], self.write_timeout())
+        let _blocked = self.block();
+        stream.set_nonblocking(false)?;
+        connection::send(stream, &frame[sent..], self.write_timeout())?;
+        stream.set_nonblocking(true)
     }
 
-    fn serve(self: &Arc<Self>, mut stream: Stream, protocol: Protocol) {
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
-        match self.live.frame(protocol, None) {
+    fn serve<'a>(
+        self: &'a Arc<Self>,
+        mut stream: Stream,
+        protocol: Protocol,
+        epoll: &Epoll,
+        linger: &mut Linger<Active<'a>>,
+    ) {
+        let active = self.config.stats.open();
+        let stats = &self.config.stats;
+        match self.config.live.frame(protocol, None) {
             None => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                stats.failed.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "{}: no fortune fits the {protocol} protocol; closing",
                     stream.peer()
@@ -359,30 +332,270 @@ impl Server {
             }
             Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
-                    self.stats.served.fetch_add(1, Ordering::Relaxed);
-                    self.linger.park(stream);
+                    stats.served.fetch_add(1, Ordering::Relaxed);
+                    linger.park(epoll, stream, active);
                 }
                 Err(e) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
                     log::info!("{}: fortune not delivered: {e}", stream.peer());
                 }
             },
         }
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Writes without waiting, as much as the socket takes at once.
+/// One worker thread, counted in the pool from before its thread starts
+/// until it ends (returning, retiring or unwinding); a waiting
+/// [`Server::stop`] is told each time one goes.
+struct Worker {
+    server: Arc<Server>,
+    /// Counted out already, by [`Worker::retire`].
+    retired: bool,
+}
+
+impl Worker {
+    /// None at `--max-connections`.
+    fn enlist(server: &Arc<Server>) -> Option<Worker> {
+        let pool = &server.pool;
+        pool.total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < pool.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Worker {
+            server: Arc::clone(server),
+            retired: false,
+        })
+    }
+
+    /// Counts this worker out if it is spare: more than the spares are free
+    /// (not waiting for a slow reader) without it.
+    fn retire(&mut self) -> bool {
+        let pool = &self.server.pool;
+        self.retired = pool
+            .total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > SPARE_WORKERS + pool.blocked.load(Ordering::SeqCst)).then(|| n - 1)
+            })
+            .is_ok();
+        self.retired
+    }
+
+    fn run(mut self) {
+        let server = Arc::clone(&self.server);
+        let epoll = match server.worker_epoll() {
+            Ok(epoll) => epoll,
+            Err(e) => return log::error!("a worker cannot wait for clients: {e}"),
+        };
+        let mut linger = Linger::new(server.config.timeout);
+        let mut events = [EpollEvent::empty(); EVENTS];
+        let (mut stopping, mut listening) = (false, true);
+        let mut retire_at = Instant::now() + RETIRE_AFTER;
+        loop {
+            let now = Instant::now();
+            let next_close = linger.expire(now);
+            let wake_at = if stopping {
+                if server.stop_by.get().is_some_and(|&d| now >= d) {
+                    return; // dropping what still lingers
+                }
+                if listening
+                    && server.last_accept.get().is_some_and(|&t| now >= t)
+                    && server.drain(&epoll, &mut linger)
+                {
+                    listening = false;
+                    for (listener, _) in &server.config.listeners {
+                        let _ = epoll.delete(listener);
+                    }
+                }
+                if !listening && linger.is_empty() {
+                    return;
+                }
+                let until = if listening {
+                    server.last_accept.get()
+                } else {
+                    server.stop_by.get()
+                };
+                until.copied().into_iter().chain(next_close).min()
+            } else if linger.is_empty() {
+                if now >= retire_at {
+                    if self.retire() {
+                        return;
+                    }
+                    retire_at = now + RETIRE_AFTER;
+                }
+                Some(retire_at)
+            } else {
+                next_close
+            };
+            let n = match epoll.wait(&mut events, timeout_until(wake_at, now)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("waiting for clients failed: {e}; retrying");
+                    std::thread::sleep(FD_BACKOFF);
+                    continue;
+                }
+            };
+            // Peers leaving first: that frees descriptors for the clients after.
+            for event in &events[..n] {
+                if event.data() >= linger::FIRST_KEY {
+                    linger.ready(event.data());
+                }
+            }
+            for event in &events[..n] {
+                match event.data() {
+                    WAKE => {
+                        stopping = true;
+                        let _ = epoll.delete(&server.wake);
+                    }
+                    key if key < WAKE => {
+                        server.accept_some(key as usize, &epoll, &mut linger);
+                        retire_at = Instant::now() + RETIRE_AFTER;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let pool = &self.server.pool;
+        if !self.retired {
+            pool.total.fetch_sub(1, Ordering::SeqCst);
+        }
+        // A panic ends this thread, not the service: another takes its place.
+        if std::thread::panicking() && !self.server.stopping() {
+            log::error!("a worker thread failed; starting another");
+            let _ = self.server.spawn_worker();
+        }
+        // Under the lock, so that a stop() between its check and its wait still hears it.
+        let _gone = pool.gone.lock().unwrap_or_else(|p| p.into_inner());
+        pool.all_gone.notify_all();
+    }
+}
+
+/// A worker waiting for a slow reader, counted as such while this lives.
+struct Blocked<'a>(&'a Server);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.pool.blocked.fetch_sub(1, Ordering::SeqCst);
+        self.0.config.stats.at_cap.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What is left in a listener's backlog after [`Server::accept_some`].
+enum Backlog {
+    Empty,
+    More,
+    /// Out of descriptors (after a pause): the rest waits.
+    Full,
+}
+
+/// Why accept failed, as far as the accept loop cares.
+#[derive(Debug, PartialEq, Eq)]
+enum AcceptError {
+    /// Nothing (more) queued.
+    Empty,
+    /// This one client is gone, or failed on its own: take the next.
+    ClientGone,
+    /// Out of descriptors or memory: back off, the client stays queued.
+    OutOfFds,
+    /// Something wrong with the listening socket itself.
+    Listener,
+}
+
+impl AcceptError {
+    fn of(e: &io::Error) -> AcceptError {
+        let Some(errno) = e.raw_os_error().map(Errno::from_raw) else {
+            return AcceptError::Listener;
+        };
+        match errno {
+            Errno::EAGAIN => AcceptError::Empty,
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => AcceptError::OutOfFds,
+            // accept(2): Linux passes pending network errors of the new
+            // socket on as accept errors; EPERM is a firewall rule's verdict.
+            Errno::EINTR
+            | Errno::ECONNABORTED
+            | Errno::ECONNRESET
+            | Errno::EPROTO
+            | Errno::EPERM
+            | Errno::ENETDOWN
+            | Errno::ENOPROTOOPT
+            | Errno::EHOSTDOWN
+            | Errno::ENONET
+            | Errno::EHOSTUNREACH
+            | Errno::EOPNOTSUPP
+            | Errno::ENETUNREACH
+            | Errno::ETIMEDOUT => AcceptError::ClientGone,
+            _ => AcceptError::Listener,
+        }
+    }
+}
+
+/// The epoll timeout until `at` (none: forever), rounded up to the next
+/// millisecond so that the deadline has passed when the wait ends.
+fn timeout_until(at: Option<Instant>, now: Instant) -> EpollTimeout {
+    at.map_or(EpollTimeout::NONE, |at| {
+        let micros = at.saturating_duration_since(now).as_micros();
+        EpollTimeout::try_from(micros.div_ceil(1000)).unwrap_or(EpollTimeout::MAX)
+    })
+}
+
+/// Writes without waiting, as much as the socket takes at once. Corked
+/// (`MSG_MORE`): the shutdown that follows adds its FIN to the last segment,
+/// so the peer gets one segment (and one wake-up) instead of two.
 fn send_at_once(stream: &Stream, frame: &[u8]) -> io::Result<usize> {
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-    match socket::send(stream.as_fd().as_raw_fd(), frame, flags) {
-        Ok(n) => Ok(n),
-        Err(Errno::EAGAIN | Errno::EINTR) => Ok(0),
-        Err(e) => Err(e.into()),
+    use nix::libc::{MSG_DONTWAIT, MSG_MORE, MSG_NOSIGNAL};
+    match SockRef::from(stream).send_with_flags(frame, MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(0),
+        sent => sent,
     }
 }
 
-fn is_out_of_fds(e: &io::Error) -> bool {
-    let errnos = [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM];
-    errnos.iter().any(|&n| e.raw_os_error() == Some(n as i32))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(errno: Errno) -> AcceptError {
+        AcceptError::of(&io::Error::from_raw_os_error(errno as i32))
+    }
+
+    /// Issue 13: a client that left before its accept (ECONNABORTED) must
+    /// not end the drain of the backlog on stop; only an empty queue does.
+    #[test]
+    fn accept_errors_of_one_client_do_not_end_the_backlog() {
+        for errno in [
+            Errno::ECONNABORTED,
+            Errno::EPROTO,
+            Errno::EPERM,
+            Errno::EINTR,
+            Errno::ENETUNREACH,
+        ] {
+            assert_eq!(kind(errno), AcceptError::ClientGone, "{errno}");
+        }
+        assert_eq!(kind(Errno::EAGAIN), AcceptError::Empty);
+        for errno in [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM] {
+            assert_eq!(kind(errno), AcceptError::OutOfFds, "{errno}");
+        }
+        for errno in [Errno::EBADF, Errno::EINVAL, Errno::ENOTSOCK] {
+            assert_eq!(kind(errno), AcceptError::Listener, "{errno}");
+        }
+    }
+
+    #[test]
+    fn epoll_timeouts_round_up() {
+        let now = Instant::now();
+        assert_eq!(timeout_until(None, now), EpollTimeout::NONE);
+        assert_eq!(timeout_until(Some(now), now), EpollTimeout::ZERO);
+        let ms = |n: u16| EpollTimeout::from(n);
+        assert_eq!(timeout_until(Some(now + Duration::from_micros(1)), now), ms(1));
+        assert_eq!(timeout_until(Some(now + Duration::from_micros(2001)), now), ms(3));
+        assert_eq!(
+            timeout_until(now.checked_sub(Duration::from_secs(1)), now),
+            EpollTimeout::ZERO
+        );
+    }
 }

@@ -15,9 +15,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
 use crate::fortunes::{Live, Opening, Selection, Store};
-use crate::linger::Linger;
 use crate::notify::{self, Stats};
-use crate::server::Server;
+use crate::server::{self, Server};
 use crate::sockets::Listener;
 use crate::wire::Protocol;
 use crate::{Error, datagram};
@@ -32,7 +31,7 @@ pub struct Config {
     pub timeout: Duration,
     pub idle_exit: Option<Duration>,
     pub max_connections: usize,
-    /// The listeners are our own `--listen` sockets (see [`Server::new`]).
+    /// The listeners are our own `--listen` sockets (see [`server::Config`]).
     pub bound_here: bool,
 }
 
@@ -69,19 +68,14 @@ pub fn run(
         .collect();
     let live = Arc::new(Live::new(store, config.daily));
     let stats = Arc::new(Stats::default());
-    let linger = Linger::new(config.timeout).map_err(|e| Error::runtime("creating the waiter", e.into()))?;
-    linger
-        .spawn()
-        .map_err(|e| Error::runtime("starting the waiter thread", e))?;
-    let server = Server::new(
+    let server = Server::new(server::Config {
         listeners,
-        Arc::clone(&live),
-        Arc::clone(&linger),
-        Arc::clone(&stats),
-        config.timeout,
-        config.max_connections,
-        config.bound_here,
-    )
+        live: Arc::clone(&live),
+        stats: Arc::clone(&stats),
+        timeout: config.timeout,
+        max_connections: config.max_connections,
+        bound_here: config.bound_here,
+    })
     .map_err(|e| Error::runtime("setting up the accept loop", e))?;
     server
         .start()
@@ -134,7 +128,7 @@ pub fn run(
             }
         }
         if let Some(idle) = &mut idle {
-            let busy = stats.active.load(Ordering::Relaxed) > 0 || !linger.is_empty();
+            let busy = stats.active() > 0;
             if idle.expired(Instant::now(), busy, stats.handled()) {
                 log::info!(
                     "no client for {} s (--idle-exit): stopping; systemd starts the service again for the next one",
@@ -162,7 +156,6 @@ pub fn run(
         log::warn!("stop timeout reached with connections still being written; closing them");
     }
     stop_datagrams.store(true, Ordering::Relaxed);
-    linger.finish(deadline);
     log::info!("stopped; {}", stats.summary());
     Ok(())
 }

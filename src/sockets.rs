@@ -8,6 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
+use socket2::SockRef;
+
 /// A listening stream socket.
 #[derive(Debug)]
 pub enum Listener {
@@ -37,11 +39,16 @@ impl Listener {
         }
     }
 
+    /// Accepts one client, its socket non-blocking and close-on-exec from
+    /// the start: one `accept4`, no `ioctl(FIONBIO)` later.
     pub fn accept(&self) -> io::Result<Stream> {
-        match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
-        }
+        let flags = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
+        let (socket, _) = SockRef::from(self).accept4(flags)?;
+        let family = match self {
+            Listener::Tcp(_) => Family::Inet,
+            Listener::Unix(_) => Family::Unix,
+        };
+        Ok(Stream::from_fd(socket.into(), family))
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
