@@ -3,7 +3,9 @@
 //! its own epoll set holding every listening socket (`EPOLLEXCLUSIVE`: a new
 //! client wakes one waiting worker, not all) and its own connections waiting
 //! for their peer to close ([`crate::linger`]), so one `epoll_wait` returns
-//! both, and no lock is taken on the way of a connection.
+//! both, and no lock is taken on the way of a connection. While a worker
+//! waits for a slow reader its parked connections wait too: a peer's close
+//! is then noticed late, at worst by `--timeout`.
 //!
 //! The pool grows when a worker must wait for a slow reader and every other
 //! worker is waiting for one too, up to `--max-connections`; idle extras
@@ -418,7 +420,10 @@ impl Worker {
                 until.copied().into_iter().chain(next_close).min()
             } else if linger.is_empty() {
                 if now >= retire_at {
-                    if self.retire() {
+                    // A wake-up for a new client (EPOLLEXCLUSIVE wakes one
+                    // waiter only) may have come to this worker as its wait
+                    // timed out: take what is queued before going.
+                    if server.drain(&epoll, &mut linger) && linger.is_empty() && self.retire() {
                         return;
                     }
                     retire_at = now + RETIRE_AFTER;
