@@ -647,13 +647,17 @@ fn run(args: &Args) -> Result<(), String> {
             s.p99_ms <= 1.3 * f.p99_ms,
         ));
     }
-    let worst_max = LEVELS
-        .iter()
-        .map(|&c| levels.summary(svc, c).max_ms)
-        .fold(0.0, f64::max);
+    let worst_max = |i| {
+        LEVELS
+            .iter()
+            .map(|&c| levels.summary(i, c).max_ms)
+            .fold(0.0, f64::max)
+    };
+    let (worst_max, floor_max) = (worst_max(svc), worst_max(floor));
     targets.push(target(
         "max latency, 1 to 256 clients",
-        format!("{worst_max:.1} ms"),
+        // The floor's, for what the machine's load alone did.
+        format!("{worst_max:.1} ms (floor: {floor_max:.1} ms)"),
         "< 50 ms",
         worst_max < 50.0,
     ));
