@@ -50,6 +50,12 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", env = "FORTUNE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Longest fortune served, in bytes of UTF-8: longer entries are left out, with one
+    /// warning per file at load. Each connection in flight holds at most twice this.
+    #[arg(long, value_name = "BYTES", env = "FORTUNE_MAX_ENTRY", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(64..=16 << 20))]
+    pub max_entry: u32,
+
     /// Also serve offensive collections (rot13 index, off/ directory), decoded.
     #[arg(long, env = "FORTUNE_OFFENSIVE")]
     pub offensive: bool,

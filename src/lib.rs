@@ -37,8 +37,10 @@ pub mod exit {
     /// Served, then stopped (SIGTERM/SIGINT, or the one connection of
     /// `Accept=yes`/inetd is done, however the client behaved).
     pub const OK: u8 = 0;
-    /// A fortune file or directory is unreadable, holds no fortunes, is not
-    /// UTF-8 (without an index), or is offensive without `--offensive`.
+    /// A fortune file or directory is unreadable, not a regular file (a
+    /// FIFO, a device), holds no fortunes (or only ones longer than
+    /// `--max-entry`), is too large to read without an index, is not UTF-8
+    /// (without an index), or is offensive without `--offensive`.
     pub const FORTUNES: u8 = 1;
     /// Command line or `FORTUNE_*` variable not understood (clap's own status).
     pub const USAGE: u8 = 2;
@@ -109,12 +111,15 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let selection = Selection {
         paths: cli.fortunes,
         offensive: cli.offensive,
+        max_entry: cli.max_entry as usize,
     };
     // One connection per process: open only the file picked (see Opening::Lazy).
     let opening = match activation {
         Activation::Connected(_) => Opening::Lazy,
         Activation::Listening { .. } => Opening::Eager,
     };
+    // Before loading: a collection holds descriptors (see fortunes::load).
+    service::raise_fd_limit();
     let store = Store::load_cached(&selection, opening, cache_dir.as_deref())?;
     match activation {
         Activation::Connected(stream) => {

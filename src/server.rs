@@ -327,7 +327,8 @@ impl Server {
         match self.config.live.frame(protocol, None) {
             None => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
+                // Debug: the store warned once why (a line per connection would flood).
+                log::debug!(
                     "{}: no fortune fits the {protocol} protocol; closing",
                     stream.peer()
                 );

@@ -54,7 +54,6 @@ pub fn run(
         .map_err(|e| Error::runtime("blocking signals", e.into()))?;
     let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::runtime("creating a signalfd", e.into()))?;
-    raise_fd_limit();
 
     let mut described = Vec::new();
     let listeners: Vec<(Listener, Protocol)> = listeners
@@ -228,8 +227,9 @@ fn serving_text(store: &Store, described: &[String]) -> String {
 }
 
 /// Lingering clients each hold a descriptor (so do `fortune-client bench
-/// --idle` ones); systemd's default soft limit (1024) is far below its hard
-/// limit, and we never use select(2).
+/// --idle` ones), and so do the fortune files (`fortunes::load`): raised
+/// before the collection is loaded. systemd's default soft limit (1024) is
+/// far below its hard limit, and we never use select(2).
 pub fn raise_fd_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard

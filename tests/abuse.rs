@@ -334,22 +334,25 @@ fn slowloris() {
     server.stop().assert_code(0);
 }
 
-/// A fortune file holding one fortune of `chars` characters.
+/// A fortune file holding one fortune of `chars` characters (served only
+/// with `--max-entry` at least that).
 fn big_fortune(chars: usize) -> std::path::PathBuf {
     util::file_with("x".repeat(chars).as_bytes())
 }
 
 /// A fortune whose frame is larger than the largest send buffer (tcp_wmem)
 /// plus what a client's receive window takes before it reads: a worker
-/// serving it waits until its client reads.
-fn beyond_send_buffer() -> std::path::PathBuf {
+/// serving it waits until its client reads. Returns the file and its
+/// length, the `--max-entry` that lets it be served.
+fn beyond_send_buffer() -> (std::path::PathBuf, usize) {
     let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap_or_default();
     let wmem_max: usize = wmem
         .split_whitespace()
         .nth(2)
         .and_then(|m| m.parse().ok())
         .unwrap_or(4 << 20);
-    big_fortune((wmem_max + (1 << 20)) / 2)
+    let chars = (wmem_max + (1 << 20)) / 2;
+    (big_fortune(chars), chars)
 }
 
 /// Item 2: 20 x --max-connections attempts at once, on two listening sockets:
@@ -362,7 +365,7 @@ fn flood() {
     const ATTEMPTS: usize = 20 * CAP;
     // A connection stays in progress until its client reads, so the cap
     // limits how many get data.
-    let fortunes = beyond_send_buffer();
+    let (fortunes, chars) = beyond_send_buffer();
     let notify = util::NotifySocket::new();
     let second = loopback(free_port());
     let (server, first) = start(
@@ -372,6 +375,8 @@ fn flood() {
                 &CAP.to_string(),
                 "--timeout",
                 "10",
+                "--max-entry",
+                &chars.to_string(),
                 "--fortunes",
             ])
             .arg(&fortunes)
@@ -606,10 +611,13 @@ fn stop_drains_the_backlog_past_clients_that_left() {
     let _serial = serial();
     const LEFT: usize = 5;
     const QUEUED: usize = 5;
+    let (fortunes, chars) = beyond_send_buffer();
     let (mut server, addr) = start(
         Cmd::server()
-            .args(["--max-connections", "1", "--timeout", "10", "--fortunes"])
-            .arg(beyond_send_buffer()),
+            .args(["--max-connections", "1", "--timeout", "10", "--max-entry"])
+            .arg(chars.to_string())
+            .arg("--fortunes")
+            .arg(fortunes),
     );
     // The one worker waits for a client that does not read yet.
     let mut hog = TcpStream::connect(addr).expect("connect");
@@ -807,7 +815,14 @@ fn inetd_client_resets_or_vanishes() {
     let (server_end, client) = socket_pair();
     let started = Instant::now();
     let vanished = Cmd::server()
-        .args(["--inetd", "--timeout", "1", "--fortunes"])
+        .args([
+            "--inetd",
+            "--timeout",
+            "1",
+            "--max-entry",
+            "2097152",
+            "--fortunes",
+        ])
         .arg(&fortunes)
         .stdin(OwnedFd::from(server_end))
         .run(Duration::from_secs(10));

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use fortune_server::fortunes::lists;
 
-use util::{Cmd, Running, dir_with, fetch, file_with, free_port, loopback, qt_read, require, strfile};
+use util::{
+    Cmd, Running, dir_with, fetch, fifo, file_with, free_port, indexed_file, loopback, qt_read, require,
+    strfile,
+};
 
 const DEBIAN: &str = "/usr/share/games/fortunes";
 
@@ -87,6 +90,13 @@ fn refused(path: &Path) -> util::Finished {
         .run(Duration::from_secs(10))
 }
 
+/// Fetches `count` fortunes, each one of `entries`, and returns them.
+fn serves_only(addr: SocketAddr, count: usize, entries: &HashSet<String>, what: &str) -> Vec<String> {
+    let served: Vec<String> = (0..count).map(|_| fetch(addr)).collect();
+    assert_all_in(&served, entries, what);
+    served
+}
+
 fn assert_all_in(served: &[String], entries: &HashSet<String>, what: &str) {
     for fortune in served {
         assert!(
@@ -136,7 +146,7 @@ fn every_debian_entry_read_through_its_index_is_an_entry_of_its_file() {
     let entries = indexed_entries(Path::new(DEBIAN));
     let selection = Selection {
         paths: vec![PathBuf::from(DEBIAN)],
-        offensive: false,
+        ..Selection::default()
     };
     for opening in [Opening::Eager, Opening::Lazy] {
         let store = Store::load(&selection, opening).expect("Debian's collection loads");
@@ -190,15 +200,13 @@ fn directory_serves_indexed_files_never_offensive_ones() {
     let dir = mixed_directory();
     let dir = dir.to_str().expect("UTF-8 scratch path");
     let (server, addr) = listen(&["--fortunes", dir]);
-    let served: Vec<String> = (0..60).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 60, &clean_entries(), "a clean indexed entry");
     let log = server.stop().assert_code(0).stderr.clone();
     assert!(log.contains("Serving 8 fortunes"), "{log}");
 
     // One process per connection opens only the file it picks.
     let (activator, addr) = accept_yes(&["--fortunes", dir]);
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     drop(activator);
 }
 
@@ -211,8 +219,7 @@ fn offensive_ones_only_when_asked_and_decoded() {
     let mut allowed = clean_entries();
     allowed.extend(["rude one", "rude two", "worse one", "worse two"].map(String::from));
     let (server, addr) = listen(&["--offensive", "--fortunes", dir.to_str().expect("UTF-8")]);
-    let served: Vec<String> = (0..120).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &allowed, "an entry, decoded");
+    let served = serves_only(addr, 120, &allowed, "an entry, decoded");
     assert!(served.iter().any(|f| f.starts_with("rude")), "{served:?}");
     assert!(served.iter().any(|f| f.starts_with("worse")), "{served:?}");
     drop(server);
@@ -471,8 +478,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
         "--log-level",
         "debug",
     ]);
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     let text = cache_text(&cache);
     assert!(
         text.contains("\n6 clean\n2 more\n") && !text.contains("unindexed"),
@@ -484,8 +490,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
     let only_more = text.replace("6 clean\n", "").replace("2 rude\n", "");
     std::fs::write(lists::file_in(&cache), &only_more).expect("write the cache");
     let more: HashSet<String> = ["seven\nlines", "eight"].map(String::from).into();
-    let served: Vec<String> = (0..10).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &more, "an entry of `more`, the only file cached");
+    serves_only(addr, 10, &more, "an entry of `more`, the only file cached");
 
     // A count that the file's index contradicts: the entry served is still one
     // of the file, and the cache is removed for the next process to list again.
@@ -515,8 +520,7 @@ fn accept_yes_list_cache_is_used_and_checked() {
     std::fs::remove_file(dir.join("extra")).expect("remove");
     std::fs::remove_file(dir.join("extra.dat")).expect("remove");
     let_settle();
-    let served: Vec<String> = (0..20).map(|_| fetch(addr)).collect();
-    assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+    serves_only(addr, 20, &clean_entries(), "a clean indexed entry");
     assert!(!cache_text(&cache).contains("extra"), "{}", cache_text(&cache));
     drop(activator);
 }
@@ -540,8 +544,7 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
     let (activator, addr) = accept_yes_with(&["-E", &env], &["--fortunes", dir_arg, "--log-level", "debug"]);
     for bytes in garbage {
         std::fs::write(lists::file_in(&cache), bytes).expect("write the cache");
-        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
-        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
         // Listed again and rewritten whole.
         assert!(
             cache_text(&cache).contains("\n6 clean\n"),
@@ -566,8 +569,7 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
             "--log-level",
             "debug",
         ]);
-        let served: Vec<String> = (0..5).map(|_| fetch(addr)).collect();
-        assert_all_in(&served, &clean_entries(), "a clean indexed entry");
+        serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
         assert!(
             activator.log_count("cannot write the list cache") >= 5,
             "{}",
@@ -575,4 +577,411 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
         );
         drop(activator);
     }
+}
+
+/// A directory with one good indexed file, `good`, of three entries.
+fn good_directory() -> PathBuf {
+    let dir = dir_with(&[]);
+    indexed_file(&dir, "good", &["good one", "good two", "good three"]);
+    dir
+}
+
+fn good_entries() -> HashSet<String> {
+    ["good one", "good two", "good three"].map(String::from).into()
+}
+
+/// `dir/name` as a copy of `good.dat`: an index that looks right for `name`.
+fn copy_index(dir: &Path, name: &str) {
+    std::fs::copy(dir.join("good.dat"), dir.join(format!("{name}.dat"))).expect("copy the index");
+}
+
+#[test]
+fn a_fifo_as_file_or_index_is_refused_never_waited_on() {
+    // Named on its own: refused at start, exit 1, one line.
+    let dir = good_directory();
+    fifo(&dir.join("pipe"));
+    let done = refused(&dir.join("pipe"));
+    done.assert_code(1)
+        .assert_stderr_has("is a FIFO, not a regular file");
+    // A file whose index is a FIFO.
+    fifo(&dir.join("plain.dat"));
+    std::fs::write(dir.join("plain"), "plain one\n%\n").expect("write");
+    let done = refused(&dir.join("plain"));
+    done.assert_code(1)
+        .assert_stderr_has(&format!("{} is a FIFO", dir.join("plain.dat").display()));
+
+    // In a directory: each left out with a warning, the rest served.
+    copy_index(&dir, "pipe");
+    let (server, addr) = listen(&["--fortunes", dir.to_str().expect("UTF-8")]);
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
+    let log = server.stop().assert_code(0).stderr.clone();
+    for left_out in ["pipe is a FIFO", "plain.dat is a FIFO"] {
+        assert!(
+            log.contains(left_out) && log.contains("left out"),
+            "{left_out}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_fifo_created_before_a_reload_leaves_sigterm_working() {
+    let dir = good_directory();
+    let (server, addr) = listen(&["--fortunes", dir.to_str().expect("UTF-8")]);
+    // A member whose index is a FIFO: the old code waited on it in the main thread.
+    std::fs::write(dir.join("late"), "late one\n%\n").expect("write");
+    fifo(&dir.join("late.dat"));
+    server.signal("HUP");
+    server.wait_for_log("reloaded 3 fortunes");
+    assert!(good_entries().contains(&fetch(addr)));
+    let log = server.stderr();
+    assert!(log.contains("late.dat is a FIFO"), "{log}");
+    // SIGTERM is still answered (stop() waits 15 s at most).
+    server.stop().assert_code(0);
+}
+
+#[test]
+fn a_fifo_member_in_one_process_per_connection() {
+    // --inetd (Accept=yes): the process exits within --timeout, having served
+    // a regular file's entry. The FIFO holds most of the entries its index claims.
+    let dir = good_directory();
+    fifo(&dir.join("pipe"));
+    let many: Vec<String> = (0..500).map(|i| format!("entry {i}")).collect();
+    let scratch = dir_with(&[]);
+    indexed_file(
+        &scratch,
+        "many",
+        &many.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    std::fs::copy(scratch.join("many.dat"), dir.join("pipe.dat")).expect("copy the index");
+    for _ in 0..3 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server_end, _) = listener.accept().expect("accept");
+        let done = Cmd::server()
+            .args(["--inetd", "--timeout", "2", "--fortunes"])
+            .arg(&dir)
+            .stdin(std::os::fd::OwnedFd::from(server_end))
+            .run(Duration::from_secs(10));
+        done.assert_code(0);
+        let mut bytes = Vec::new();
+        let mut client = client;
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        std::io::Read::read_to_end(&mut client, &mut bytes).expect("read");
+        let fortune =
+            fortune_server::wire::decode(fortune_server::wire::Protocol::Qt, &bytes).expect("a frame");
+        assert!(
+            good_entries().contains(&fortune),
+            "{fortune:?}\n{}",
+            done.report()
+        );
+    }
+}
+
+#[test]
+fn dev_zero_is_refused_and_a_member_linked_to_it_left_out() {
+    let done = refused(Path::new("/dev/zero"));
+    done.assert_code(1)
+        .assert_stderr_has("fortune file /dev/zero is a device, not a regular file");
+    let dir = good_directory();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).expect("symlink");
+    copy_index(&dir, "zero");
+    let dir_arg = dir.to_str().expect("UTF-8");
+    let (server, addr) = listen(&["--fortunes", dir_arg]);
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
+    let rss = server.rss_kib();
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert!(
+        log.contains("zero is a device") && log.contains("left out"),
+        "{log}"
+    );
+    assert!(rss < 100 * 1024, "{rss} KiB resident");
+    if !require("systemd-socket-activate") {
+        return;
+    }
+    let (activator, addr) = accept_yes(&["--fortunes", dir_arg]);
+    serves_only(addr, 10, &good_entries(), "an entry of the regular file");
+    drop(activator);
+}
+
+#[test]
+fn a_long_entry_is_left_out_once_and_picks_read_their_own_entry() {
+    if !require("strfile") {
+        return;
+    }
+    // 1,000 short entries and one of 20 MB.
+    let mut text = String::new();
+    for i in 0..1000 {
+        text += &format!("short {i}\n%\n");
+        if i == 500 {
+            text += &"y".repeat(20 << 20);
+            text += "\n%\n";
+        }
+    }
+    let file = file_with(text.as_bytes());
+    // Without an index it is too large to read whole.
+    refused(&file)
+        .assert_code(1)
+        .assert_stderr_has("index it with strfile");
+    strfile(&file, &["-s"]);
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    let before = server.read_bytes();
+    let picks = 300;
+    for _ in 0..picks {
+        let fortune = fetch(addr);
+        assert!(
+            fortune.starts_with("short ") && fortune.len() < 10,
+            "{} bytes",
+            fortune.len()
+        );
+    }
+    // Each pick reads its own entry (and the byte before it), nothing more.
+    let read = server.read_bytes() - before;
+    util::figure(
+        "long entry",
+        &format!("{picks} picks read {read} bytes of fortune files"),
+    );
+    assert!(read < picks * 64, "{picks} picks read {read} bytes");
+    let warned = server.log_count("entries longer than 8192 bytes left out");
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert_eq!(warned, 1, "{log}");
+    assert!(log.contains("Serving 1000 fortunes"), "{log}");
+    // --max-entry raises the cap (FORTUNE_MAX_ENTRY too); below 64 is a usage error.
+    let long = "z".repeat(10_000);
+    let file = file_with(format!("short\n%\n{long}\n%\n").as_bytes());
+    strfile(&file, &["-s"]);
+    let (server, addr) = listen(&[
+        "--max-entry",
+        "16384",
+        "--fortunes",
+        file.to_str().expect("UTF-8"),
+    ]);
+    let served: HashSet<String> = (0..10).map(|_| fetch(addr)).collect();
+    assert_eq!(served, ["short".to_string(), long].into());
+    server.stop().assert_code(0);
+    Cmd::server()
+        .env("FORTUNE_MAX_ENTRY", "63")
+        .run(Duration::from_secs(10))
+        .assert_code(2);
+}
+
+#[test]
+fn the_list_cache_never_follows_a_planted_symlink() {
+    if !require("strfile") || !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = mixed_directory();
+    let cache = dir_with(&[]);
+    let victim = file_with(b"precious\n");
+    // At the cache's name, and at every temporary name the next few thousand
+    // processes would have used (the old code named it after its PID).
+    std::os::unix::fs::symlink(&victim, lists::file_in(&cache)).expect("symlink");
+    let last_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
+    for pid in last_pid..last_pid + 5000 {
+        let _ = std::os::unix::fs::symlink(&victim, cache.join(format!(".{}.{pid}", lists::FILE_NAME)));
+    }
+    let_settle();
+    let (activator, addr) = accept_yes(&[
+        "--fortunes",
+        dir.to_str().expect("UTF-8"),
+        "--cache-dir",
+        cache.to_str().expect("UTF-8"),
+    ]);
+    serves_only(addr, 5, &clean_entries(), "a clean indexed entry");
+    drop(activator);
+    assert_eq!(std::fs::read(&victim).expect("the victim"), b"precious\n");
+    let written = std::fs::symlink_metadata(lists::file_in(&cache)).expect("the cache");
+    assert!(written.is_file(), "the cache is not a regular file: {written:?}");
+    assert!(
+        cache_text(&cache).contains("\n6 clean\n"),
+        "{}",
+        cache_text(&cache)
+    );
+}
+
+#[test]
+fn what_the_list_cache_names_is_checked_as_a_listing_would() {
+    if !require("strfile") || !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = mixed_directory();
+    // Fortune files a listing leaves out: offensive by name, a FIFO with an index.
+    std::fs::copy(dir.join("more"), dir.join("named-o")).expect("copy");
+    std::fs::copy(dir.join("more.dat"), dir.join("named-o.dat")).expect("copy");
+    fifo(&dir.join("pipe"));
+    std::fs::copy(dir.join("more.dat"), dir.join("pipe.dat")).expect("copy");
+    let cache = dir_with(&[]);
+    let_settle();
+    let (activator, addr) = accept_yes(&[
+        "--fortunes",
+        dir.to_str().expect("UTF-8"),
+        "--cache-dir",
+        cache.to_str().expect("UTF-8"),
+        "--log-level",
+        "debug",
+    ]);
+    // A cache that names them (with the directory's stamp, so it is used)
+    // beside `more`: never served, never waited on.
+    let stamp = lists::Stamp::of(&std::fs::metadata(&dir).expect("the directory"));
+    let files = ["unindexed", "named-o", "pipe"].map(|name| (name.to_string(), 3));
+    let planted = lists::Lists {
+        offensive: false,
+        dirs: vec![lists::Dir {
+            path: dir.to_str().expect("UTF-8").to_string(),
+            stamp,
+            files: [&files[..], &[("more".to_string(), 2)]].concat(),
+        }],
+    };
+    let planted = planted.to_bytes().expect("plain names");
+    let more: HashSet<String> = ["seven\nlines", "eight"].map(String::from).into();
+    for _ in 0..8 {
+        std::fs::write(lists::file_in(&cache), &planted).expect("write the cache");
+        let fortune = fetch(addr);
+        assert!(more.contains(&fortune), "{fortune:?}\n{}", activator.stderr());
+    }
+    assert!(
+        activator.log_count("was stale") >= 1,
+        "the cache was not dropped\n{}",
+        activator.stderr()
+    );
+    drop(activator);
+}
+
+#[test]
+fn reload_into_a_smaller_collection_under_load() {
+    let dir = dir_with(&[]);
+    let large: Vec<String> = (0..200).map(|i| format!("large {i}")).collect();
+    let large: Vec<&str> = large.iter().map(String::as_str).collect();
+    indexed_file(&dir, "f", &large);
+    let (server, addr) = listen(&["--fortunes", dir.join("f").to_str().expect("UTF-8")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut served = 0;
+                // Bounded in count and (through `stop`) in time.
+                while !stop.load(Ordering::Relaxed) && served < 5000 {
+                    // A connection closed without a fortune is allowed while the
+                    // small collection's entry is unservable; an error is not.
+                    util::read_all(addr).expect("a connection served");
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut reloads = 0;
+    while Instant::now() < end {
+        let scratch = dir_with(&[]);
+        if reloads % 2 == 0 {
+            // One entry, not UTF-8: every draw fails, the last resort is the previous pick.
+            indexed_file(&scratch, "f", &["\u{0}"]);
+            let mut bytes = std::fs::read(scratch.join("f")).expect("read");
+            bytes[0] = 0xff;
+            std::fs::write(scratch.join("f"), bytes).expect("write");
+        } else {
+            indexed_file(&scratch, "f", &large);
+        }
+        for name in ["f", "f.dat"] {
+            std::fs::rename(scratch.join(name), dir.join(name)).expect("rename");
+        }
+        server.signal("HUP");
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let served: usize = clients
+        .into_iter()
+        .map(|c| c.join().expect("a client thread"))
+        .sum();
+    assert!(served > 100, "only {served} connections in 3 s");
+    assert!(good_or_large(&fetch_after_reload(&server, &dir, &large, addr)));
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.matches("reloaded").count() >= 10,
+        "{reloads} reloads sent\n{log}"
+    );
+}
+
+/// Reloads into the large collection and fetches one fortune.
+fn fetch_after_reload(server: &Running, dir: &Path, large: &[&str], addr: SocketAddr) -> String {
+    let scratch = dir_with(&[]);
+    indexed_file(&scratch, "f", large);
+    for name in ["f", "f.dat"] {
+        std::fs::rename(scratch.join(name), dir.join(name)).expect("rename");
+    }
+    let before = server.log_count("reloaded 200 fortunes");
+    server.signal("HUP");
+    let end = Instant::now() + Duration::from_secs(10);
+    while server.log_count("reloaded 200 fortunes") == before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fetch(addr)
+}
+
+fn good_or_large(fortune: &str) -> bool {
+    fortune.starts_with("large ")
+}
+
+#[test]
+fn six_hundred_files_under_a_small_descriptor_limit() {
+    let dir = dir_with(&[]);
+    for i in 0..600 {
+        indexed_file(&dir, &format!("f{i:03}"), &[&format!("fortune {i}")]);
+    }
+    // Soft limit 256 (raised to the hard one before loading), and both at 256.
+    for (soft, hard) in [(256, 2048), (256, 256)] {
+        let addr = loopback(free_port());
+        let server = Cmd::server()
+            .args(["--listen", &addr.to_string(), "--fortunes"])
+            .arg(&dir)
+            .with_fd_limits(soft, hard)
+            .spawn();
+        server.wait_for_log("Serving 600 fortunes");
+        for reload in 1..=3 {
+            server.signal("HUP");
+            let end = Instant::now() + Duration::from_secs(10);
+            while server.log_count("reloaded 600 fortunes") < reload {
+                if Instant::now() > end {
+                    server.fail(&format!("reload {reload} did not complete"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let served: HashSet<String> = (0..100).map(|_| fetch(addr)).collect();
+        assert!(served.iter().all(|f| f.starts_with("fortune ")), "{served:?}");
+        // Files held open and files opened on each pick both serve.
+        assert!(served.len() > 50, "{served:?}");
+        let log = server.stop().assert_code(0).stderr.clone();
+        assert!(!log.contains("reload failed"), "{log}");
+    }
+}
+
+#[test]
+fn a_file_whose_entries_are_all_broken_is_warned_about_once() {
+    if !require("strfile") {
+        return;
+    }
+    let file = file_with(b"caf\xe9 one\n%\ncaf\xe9 two\n%\ncaf\xe9 three\n%\n");
+    strfile(&file, &["-s"]);
+    let (server, addr) = listen(&["--fortunes", file.to_str().expect("UTF-8")]);
+    for _ in 0..20 {
+        // Closed without a fortune: there is none to serve.
+        assert_eq!(util::read_all(addr).expect("a connection"), b"");
+    }
+    let log = server.stop().assert_code(0).stderr.clone();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warn")).collect();
+    assert!(
+        warnings.len() == 2
+            && warnings[0].contains("is not UTF-8, skipped")
+            && warnings[1].contains("no servable fortune"),
+        "{warnings:#?}"
+    );
 }

@@ -1,5 +1,5 @@
-//! The strfile index parser and the entry cutter on arbitrary bytes: no
-//! panic, and what they accept is consistent.
+//! The strfile index parser, the table cut into entries and the entry
+//! cutter on arbitrary bytes: no panic, and what they accept is consistent.
 #![no_main]
 
 use fortune_server::fortunes::strfile::{self, Header};
@@ -19,6 +19,19 @@ fuzz_target!(|data: &[u8]| {
         if header.check(index_len, data_len, last).is_ok() {
             assert_eq!(Header::count_from_len(index_len), Some(header.count as usize));
             assert!(u64::from(header.longest) <= data_len);
+        }
+        // The table, whatever the checks said: spans never panic, and what
+        // they keep lies in the file, within the limit.
+        let max = u32::from(knobs) * 7;
+        if let Ok(spans) = strfile::spans(&header, &rest[strfile::HEADER_LEN..], data_len, max) {
+            assert!(spans.kept.len() + spans.long <= header.count as usize);
+            for span in &spans.kept {
+                assert!(span.start <= span.end);
+                assert!(u64::from(span.end) <= data_len);
+                assert!(span.end - span.start <= max.saturating_add(2));
+                let (from, to) = span.window();
+                assert!(from <= to && to - from <= u64::from(max) + 3);
+            }
         }
     }
     let (at_start, at_end, delimiter) = (

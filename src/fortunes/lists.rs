@@ -12,12 +12,20 @@
 //! pure format ([`Lists::parse`], [`Lists::to_bytes`]) and reading and
 //! writing the file, never failing the caller: a cache that cannot be read
 //! or written only costs a listing.
+//!
+//! The cache is only a hint: the store checks each file it names when a
+//! pick opens it, as a listing would. Whoever can write in the cache
+//! directory cannot make it follow a link: the cache is read with
+//! `O_NOFOLLOW` and only if regular, and written to a new file created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW` under a random name, renamed into place.
 
 use std::fs::Metadata;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use nix::fcntl::OFlag;
 
 /// The cache file's name in the cache directory.
 pub const FILE_NAME: &str = "lists-v1";
@@ -188,7 +196,17 @@ pub fn read(dir: &Path) -> Option<Lists> {
     let path = file_in(dir);
     // Room for the whole file at once: one read, then the one that finds its end.
     let mut bytes = Vec::with_capacity(16 * 1024);
-    let read = std::fs::File::open(&path).and_then(|f| f.take(MAX_LEN + 1).read_to_end(&mut bytes));
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(&path)
+        .and_then(|f| {
+            if f.metadata()?.is_file() {
+                f.take(MAX_LEN + 1).read_to_end(&mut bytes)
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        });
     match read {
         Ok(_) => {
             let lists = Lists::parse(&bytes);
@@ -216,16 +234,25 @@ pub fn write(dir: &Path, lists: &Lists) {
         return;
     };
     let path = file_in(dir);
-    let temp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
-    let written = std::fs::File::create(&temp)
-        .and_then(|mut f| f.write_all(&bytes))
-        .and_then(|()| std::fs::rename(&temp, &path));
+    // A name nobody can plant a link at in advance; O_EXCL would refuse one anyway.
+    let temp = dir.join(format!(".{FILE_NAME}.{:016x}", rand::random::<u64>()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .mode(0o644)
+        .open(&temp);
+    let written = created.and_then(|mut f| {
+        let done = f.write_all(&bytes).and_then(|()| std::fs::rename(&temp, &path));
+        if done.is_err() {
+            // Ours: created above.
+            let _ = std::fs::remove_file(&temp);
+        }
+        done
+    });
     match written {
         Ok(()) => log::debug!("wrote the list cache {}", path.display()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            log::debug!("cannot write the list cache {}: {e}", path.display());
-        }
+        Err(e) => log::debug!("cannot write the list cache {}: {e}", path.display()),
     }
 }
 

@@ -1,23 +1,25 @@
-//! The fortunes: the built-in Qt seven or fortune-mod collections
-//! ([`store`]: loading, reading one entry; [`strfile`] and [`text`]: the pure
-//! parsers; [`daily`]: the quote of the day; [`lists`]: the directory lists
-//! cached for one-connection processes), and [`Live`], the collection being
-//! served, with the pick.
+//! The fortunes: the built-in Qt seven or fortune-mod collections.
+//!
+//! [`load`]: what the admin named, listed and opened ([`Selection`],
+//! [`Opening`], [`LoadError`]); [`disk`]: reading files and their indexes
+//! safely, within documented caps; [`store`]: a loaded collection, entry `n`
+//! of it; [`live`]: the collection being served, swapped on reload, and the
+//! pick; [`strfile`] and [`text`]: the pure parsers; [`daily`]: the quote of
+//! the day; [`lists`]: the directory lists cached for one-connection processes.
 
 pub mod daily;
+pub mod disk;
 pub mod lists;
+pub mod live;
+pub mod load;
 pub mod store;
 pub mod strfile;
 pub mod text;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-
-use rand::RngExt;
-
-pub use store::{EntryError, LoadError, Opening, Problem, Selection, Store};
-
-use crate::wire::{self, Protocol};
+pub use disk::{EntryError, MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
+pub use live::Live;
+pub use load::{LoadError, Opening, Problem, Selection};
+pub use store::Store;
 
 /// The seven fortunes of Qt's Threaded Fortune Server example, verbatim.
 pub const BUILTIN: [&str; 7] = [
@@ -29,216 +31,3 @@ pub const BUILTIN: [&str; 7] = [
     "You cannot kill time without injuring eternity.",
     "Computers are not intelligent. They only think they are.",
 ];
-
-/// How many entries one pick reads at most before giving up (unreadable,
-/// not UTF-8, index mismatch): a broken file costs a bounded amount per pick.
-const TRIES: usize = 16;
-
-/// The collection being served, swapped whole on reload: a connection keeps
-/// the `Arc<Store>` it started with.
-#[derive(Debug)]
-pub struct Live {
-    current: RwLock<Arc<Store>>,
-    /// Index of the last fortune served, or `usize::MAX` for none yet.
-    last: AtomicUsize,
-    daily: bool,
-}
-
-impl Live {
-    /// `daily`: the same fortune all day (`--daily`), else a random one each time.
-    pub fn new(store: Store, daily: bool) -> Live {
-        Live {
-            current: RwLock::new(Arc::new(store)),
-            last: AtomicUsize::new(usize::MAX),
-            daily,
-        }
-    }
-
-    pub fn store(&self) -> Arc<Store> {
-        // A poisoned lock still holds a whole Arc: keep serving it.
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn replace(&self, store: Store) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
-        self.last.store(usize::MAX, Ordering::Relaxed);
-    }
-
-    /// One frame of a fortune that fits `protocol` (qt4's 64 KiB) and
-    /// `max_len` (one UDP datagram): random and never the one served just
-    /// before (the Qt clients re-request at once on a repeat), or today's
-    /// with `--daily`. An entry that cannot be served (see [`EntryError`]) is
-    /// logged and another drawn, [`TRIES`] times at most, which keeps the
-    /// draw uniform over the servable ones. `None` only if no entry fits or
-    /// none of those drawn could be served.
-    pub fn frame(&self, protocol: Protocol, max_len: Option<usize>) -> Option<Vec<u8>> {
-        let store = self.store();
-        let limit = frame_limit(protocol, max_len);
-        // When some entry may not fit and all are known, draw among those that do.
-        let fitting = limit
-            .filter(|&limit| store.longest().is_some_and(|l| worst_frame(protocol, l) > limit))
-            .map(|limit| store.fitting(protocol, limit));
-        let n = fitting.as_ref().map_or(store.len(), |f| f.len());
-        if n == 0 {
-            return None;
-        }
-        let entry_of = |k: usize| fitting.as_ref().map_or(k, |f| f[k]);
-        let previous = Some(self.last.load(Ordering::Relaxed)).filter(|&i| i != usize::MAX && !self.daily);
-        let today = self.daily.then(daily::today);
-        let draws = (0..TRIES).map(|attempt| match today {
-            Some(date) => entry_of(daily::index(date, attempt as u64, n)),
-            None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
-        });
-        // The previous fortune as the last resort: better a repeat than nothing.
-        for i in draws.chain(previous) {
-            match store.entry(i) {
-                Ok(text) => match wire::encode(protocol, &text) {
-                    Ok(frame) if limit.is_none_or(|limit| frame.len() <= limit) => {
-                        self.last.store(i, Ordering::Relaxed);
-                        return Some(frame);
-                    }
-                    Ok(frame) => log::debug!("fortune {i} ({} bytes) is too long", frame.len()),
-                    Err(e) => log::debug!("fortune {i}: {e}"),
-                },
-                Err(e) => log::warn!("{e}"),
-            }
-        }
-        log::warn!("no servable fortune among {TRIES} drawn from {}", store.origin());
-        None
-    }
-}
-
-/// A uniformly random position in `0..n`, not one `is_previous` says was
-/// served last when there is another.
-fn random_other(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
-    let mut rng = rand::rng();
-    let k = rng.random_range(0..n);
-    if n > 1 && is_previous(k) {
-        // Uniform over the n-1 others.
-        (k + rng.random_range(1..n)) % n
-    } else {
-        k
-    }
-}
-
-/// The largest frame `protocol` and `max_len` allow, if any.
-fn frame_limit(protocol: Protocol, max_len: Option<usize>) -> Option<usize> {
-    let own = (protocol == Protocol::Qt4).then_some(2 + wire::QT4_MAX_PAYLOAD);
-    match (own, max_len) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// An upper bound on the frame of any text of `bytes` UTF-8 bytes: at most
-/// one UTF-16 unit (2 bytes) per byte for the Qt framings; in text, every
-/// byte a newline that becomes CRLF, plus the final CRLF.
-fn worst_frame(protocol: Protocol, bytes: usize) -> usize {
-    match protocol {
-        Protocol::Qt => 4 + 2 * bytes,
-        Protocol::Qt4 => 6 + 2 * bytes,
-        Protocol::Text => 2 * bytes + 2,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A store loaded from a scratch file holding `entries`.
-    fn live_of(entries: &[&str], daily: bool) -> Live {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
-        std::fs::write(&file, entries.join("\n%\n")).unwrap();
-        let selection = Selection {
-            paths: vec![file.clone()],
-            offensive: false,
-        };
-        let store = Store::load(&selection, Opening::Eager).unwrap();
-        std::fs::remove_file(file).unwrap();
-        Live::new(store, daily)
-    }
-
-    fn text_of(frame: &[u8]) -> String {
-        wire::decode(Protocol::Qt, frame).unwrap()
-    }
-
-    #[test]
-    fn never_the_same_twice_in_a_row() {
-        let live = Live::new(Store::builtin(), false);
-        let mut previous = String::new();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..1000 {
-            let text = text_of(&live.frame(Protocol::Qt, None).unwrap());
-            assert_ne!(text, previous);
-            seen.insert(text.clone());
-            previous = text;
-        }
-        assert_eq!(seen.len(), BUILTIN.len());
-    }
-
-    #[test]
-    fn one_entry_is_served_again() {
-        let live = live_of(&["only"], false);
-        for _ in 0..3 {
-            assert_eq!(text_of(&live.frame(Protocol::Qt, None).unwrap()), "only");
-        }
-    }
-
-    #[test]
-    fn daily_is_the_same_all_day() {
-        let live = live_of(&["a", "b", "c", "d", "e"], true);
-        let first = live.frame(Protocol::Qt, None).unwrap();
-        for _ in 0..20 {
-            assert_eq!(live.frame(Protocol::Qt, None).unwrap(), first);
-        }
-    }
-
-    #[test]
-    fn datagrams_get_only_entries_that_fit() {
-        let long = "x".repeat(600);
-        let live = live_of(&[&long, "short one", &long, "short two", &long], false);
-        for _ in 0..100 {
-            let frame = live.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)).unwrap();
-            assert!(
-                frame == b"short one\r\n" || frame == b"short two\r\n",
-                "{frame:?}"
-            );
-        }
-        // Over TCP the long ones are served too.
-        assert!((0..100).any(|_| live.frame(Protocol::Text, None).unwrap().len() > 600));
-        let none_fit = live_of(&[&long], false);
-        assert_eq!(
-            none_fit.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)),
-            None
-        );
-    }
-
-    #[test]
-    fn worst_frame_bounds_the_encoder() {
-        for text in ["\n\n\n", "é", "\u{10000}", "abc", "日本"] {
-            for protocol in Protocol::ALL {
-                let frame = wire::encode(protocol, text).unwrap();
-                assert!(
-                    frame.len() <= worst_frame(protocol, text.len()),
-                    "{protocol} {text:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn limits() {
-        assert_eq!(frame_limit(Protocol::Qt, None), None);
-        assert_eq!(frame_limit(Protocol::Text, Some(512)), Some(512));
-        assert_eq!(frame_limit(Protocol::Qt4, None), Some(65537));
-        assert_eq!(frame_limit(Protocol::Qt4, Some(512)), Some(512));
-    }
-
-    #[test]
-    fn random_other_avoids_the_previous() {
-        assert!((0..1000).all(|_| random_other(3, |k| k == 1) != 1));
-        assert_eq!(random_other(1, |k| k == 0), 0);
-    }
-}

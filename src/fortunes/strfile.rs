@@ -1,6 +1,7 @@
 //! fortune-mod's `strfile` index (`NAME.dat` beside `NAME`), as pure
-//! functions over bytes: the header, its consistency with the two files, and
-//! cutting one entry out of the bytes read at its offset.
+//! functions over bytes: the header, its consistency with the two files,
+//! the offset table cut into entries ([`spans`]), and cutting one entry out
+//! of the bytes read for it.
 //!
 //! Layout (version 2, all big-endian): u32 version, u32 number of entries,
 //! u32 longest and u32 shortest entry in bytes, u32 flags, the delimiter byte
@@ -30,14 +31,38 @@ pub struct Header {
 /// Why an index cannot be used with its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexError {
-    Short { len: usize },
+    Short {
+        len: usize,
+    },
     Version(u32),
     NoEntries,
     Delimiter(u8),
-    Lengths { shortest: u32, longest: u32 },
-    Size { expected: u64, actual: u64 },
-    LongestPastEnd { longest: u32, data_len: u64 },
-    EndOffset { offset: u32, data_len: u64 },
+    Lengths {
+        shortest: u32,
+        longest: u32,
+    },
+    Size {
+        expected: u64,
+        actual: u64,
+    },
+    LongestPastEnd {
+        longest: u32,
+        data_len: u64,
+    },
+    EndOffset {
+        offset: u32,
+        data_len: u64,
+    },
+    /// In file order, an offset before the one of the entry before it.
+    Unordered {
+        entry: u32,
+    },
+    /// An offset past the end of the data file.
+    OffsetPastEnd {
+        entry: u32,
+        offset: u32,
+        data_len: u64,
+    },
 }
 
 impl fmt::Display for IndexError {
@@ -68,6 +93,17 @@ impl fmt::Display for IndexError {
             IndexError::EndOffset { offset, data_len } => write!(
                 f,
                 "it ends at byte {offset}, the file at {data_len} (file changed since strfile ran?)"
+            ),
+            IndexError::Unordered { entry } => {
+                write!(f, "entry {entry} starts before the entry before it")
+            }
+            IndexError::OffsetPastEnd {
+                entry,
+                offset,
+                data_len,
+            } => write!(
+                f,
+                "entry {entry} starts at byte {offset}, past the {data_len}-byte file (file changed since strfile ran?)"
             ),
         }
     }
@@ -151,12 +187,92 @@ impl Header {
         let table = len.checked_sub(HEADER_LEN as u64 + 4)?;
         (table % 4 == 0 && table > 0).then_some((table / 4) as usize)
     }
+}
 
-    /// How many bytes to read for one entry: the byte before it (which must
-    /// end a line), the longest entry, and its delimiter line.
-    pub fn window(&self) -> u64 {
-        1 + u64::from(self.longest) + 2
+/// Where one entry lies in the data file: from `start` to `end`, its
+/// delimiter line included (or the end of the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// Bytes to read for it: the byte before (which must end a line) too.
+    pub fn window(&self) -> (u64, u64) {
+        (u64::from(self.start.saturating_sub(1)), u64::from(self.end))
     }
+}
+
+/// The entries of an offset table, found by [`spans`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spans {
+    /// In table order, the entries not longer than the limit.
+    pub kept: Vec<Span>,
+    /// How many were longer, left out.
+    pub long: usize,
+}
+
+/// Cuts the data file into entries from the offset `table` (the `count + 1`
+/// u32 after the header): in file order entry `i` ends where `i + 1` starts;
+/// in a permuted table (`strfile -r`/`-o`) where the next offset in the
+/// file starts. Entries longer than `max` bytes (their delimiter line not
+/// counted) are left out and counted; a slot at the end of the file (a
+/// permuted table holds the end among its entries) is no entry. The data
+/// file is `data_len` bytes. `table` shorter than the header says: the
+/// missing slots count as absent (the caller checked the index's size).
+pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<Spans, IndexError> {
+    let offsets: Vec<u32> = table
+        .chunks_exact(4)
+        .take(header.count as usize + 1)
+        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    for (entry, &offset) in (0u32..).zip(&offsets) {
+        if u64::from(offset) > data_len {
+            return Err(IndexError::OffsetPastEnd {
+                entry,
+                offset,
+                data_len,
+            });
+        }
+    }
+    let ordered = header.in_file_order();
+    if ordered && let Some(entry) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(IndexError::Unordered {
+            entry: entry as u32 + 1,
+        });
+    }
+    // Permuted: every start in file order, to find the next one.
+    let sorted = (!ordered).then(|| {
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted
+    });
+    // The end of the file, as a u32: checked above to be at least every offset.
+    let file_end = u32::try_from(data_len).unwrap_or(u32::MAX);
+    let mut out = Spans::default();
+    let entries = offsets.len().min(header.count as usize);
+    for i in 0..entries {
+        let start = offsets[i];
+        let end = match &sorted {
+            None => offsets.get(i + 1).copied().unwrap_or(file_end),
+            Some(sorted) => {
+                let next = sorted.partition_point(|&o| o <= start);
+                sorted.get(next).copied().unwrap_or(file_end)
+            }
+        };
+        if u64::from(start) >= data_len {
+            continue;
+        }
+        // The delimiter line (a byte and a newline) is not the entry's.
+        if end - start > max.saturating_add(2) {
+            out.long += 1;
+        } else {
+            out.kept.push(Span { start, end });
+        }
+    }
+    Ok(out)
 }
 
 /// Why the bytes at an entry's offset are not an entry.
@@ -164,7 +280,7 @@ impl Header {
 pub enum EntryError {
     /// The offset is not at the start of a line.
     NotLineStart,
-    /// No delimiter line within the index's longest length.
+    /// No delimiter line where the index says the entry ends.
     Unterminated,
 }
 
@@ -172,7 +288,7 @@ impl fmt::Display for EntryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             EntryError::NotLineStart => "its offset is not at the start of a line",
-            EntryError::Unterminated => "no delimiter line within the longest length the index gives",
+            EntryError::Unterminated => "no delimiter line where the index says it ends",
         })
     }
 }
@@ -240,7 +356,6 @@ mod tests {
         assert!(h.in_file_order() && !h.rotated());
         assert_eq!(Header::offset_position(2), 32);
         assert_eq!(h.check(36, 9, 9), Ok(()));
-        assert_eq!(h.window(), 6);
         assert_eq!(Header::count_from_len(36), Some(2));
         assert_eq!(Header::count_from_len(28), None);
         assert_eq!(Header::count_from_len(35), None);
@@ -306,6 +421,58 @@ mod tests {
                 data_len: 12
             })
         );
+    }
+
+    fn table(offsets: &[u32]) -> Vec<u8> {
+        offsets.iter().flat_map(|o| o.to_be_bytes()).collect()
+    }
+
+    fn span(start: u32, end: u32) -> Span {
+        Span { start, end }
+    }
+
+    #[test]
+    fn spans_in_file_order() {
+        let h = Header::parse(&DAT).unwrap();
+        let got = spans(&h, &DAT[24..], 9, 100).unwrap();
+        assert_eq!(got.kept, [span(0, 4), span(4, 9)]);
+        assert_eq!(got.long, 0);
+        assert_eq!(span(0, 4).window(), (0, 4));
+        assert_eq!(span(4, 9).window(), (3, 9));
+        // "bc\n" is 3 bytes: a limit of 2 leaves it out, "a\n" stays.
+        let got = spans(&h, &DAT[24..], 9, 2).unwrap();
+        assert_eq!((got.kept, got.long), (vec![span(0, 4)], 1));
+    }
+
+    #[test]
+    fn spans_of_a_permuted_table() {
+        let mut h = Header::parse(&DAT).unwrap();
+        h.flags = RANDOM;
+        h.count = 3;
+        // Three entries at 0, 4 and 9 of a 12-byte file, shuffled, the end (12) among them.
+        let got = spans(&h, &table(&[9, 12, 0, 4]), 12, 100).unwrap();
+        assert_eq!(got.kept, [span(9, 12), span(0, 4)]);
+        let got = spans(&h, &table(&[4, 9, 0, 12]), 12, 100).unwrap();
+        assert_eq!(got.kept, [span(4, 9), span(9, 12), span(0, 4)]);
+    }
+
+    #[test]
+    fn spans_of_a_bad_table() {
+        let h = Header::parse(&DAT).unwrap();
+        assert_eq!(
+            spans(&h, &table(&[0, 10, 9]), 9, 100),
+            Err(IndexError::OffsetPastEnd {
+                entry: 1,
+                offset: 10,
+                data_len: 9
+            })
+        );
+        assert_eq!(
+            spans(&h, &table(&[4, 0, 9]), 9, 100),
+            Err(IndexError::Unordered { entry: 1 })
+        );
+        // Short: what is there is used.
+        assert_eq!(spans(&h, &table(&[0]), 9, 100).unwrap().kept, [span(0, 9)]);
     }
 
     #[test]

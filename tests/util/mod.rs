@@ -134,10 +134,17 @@ impl Cmd {
     /// `sh -c 'ulimit -n N; exec CMD'`: the same command with at most `n` descriptors
     /// (soft and hard limit: `-n` without `-S`/`-H` sets both).
     pub fn with_fd_limit(self, n: u32) -> Cmd {
-        let shown = format!("ulimit -n {n}; exec {}", self.shown);
+        self.with_fd_limits(n, n)
+    }
+
+    /// [`Cmd::with_fd_limit`] with a soft limit below the hard one, as
+    /// systemd sets them (1024 and 524288 by default).
+    pub fn with_fd_limits(self, soft: u32, hard: u32) -> Cmd {
+        let ulimit = format!("ulimit -Sn {soft} && ulimit -Hn {hard}");
+        let shown = format!("{ulimit}; exec {}", self.shown);
         let mut limited = Cmd::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""));
+            .arg(format!("{ulimit} && exec \"$0\" \"$@\""));
         limited.cmd.arg(self.cmd.get_program()).args(self.cmd.get_args());
         for (k, v) in self.cmd.get_envs() {
             match v {
@@ -285,6 +292,16 @@ impl Running {
         let ticks: u64 = fields.iter().sum();
         // USER_HZ is 100 on every Linux ABI.
         Duration::from_millis(ticks * 10)
+    }
+
+    /// Bytes read so far through read(2) and its kin, pread included
+    /// (`rchar` in /proc/PID/io).
+    pub fn read_bytes(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).unwrap_or_default();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Resident memory in KiB (VmRSS in /proc/PID/status).
@@ -581,6 +598,43 @@ pub fn dir_with(files: &[(&str, &[u8])]) -> PathBuf {
         std::fs::write(&path, contents).expect("write scratch file");
     }
     dir
+}
+
+/// A FIFO at `path` (`mkfifo`), for tests that nothing waits on one.
+pub fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+/// Writes `dir/name` holding `entries` fortune-mod style and its index
+/// `name.dat` as `strfile -s` writes it (version 2, file order), without
+/// needing strfile: for collections of many files.
+pub fn indexed_file(dir: &Path, name: &str, entries: &[&str]) {
+    let mut text = Vec::new();
+    let mut offsets = Vec::new();
+    for entry in entries {
+        offsets.push(text.len() as u32);
+        text.extend_from_slice(entry.as_bytes());
+        text.extend_from_slice(b"\n%\n");
+    }
+    offsets.push(text.len() as u32);
+    let lengths = entries.iter().map(|e| e.len() as u32 + 1);
+    let mut dat = Vec::new();
+    for word in [
+        2,
+        entries.len() as u32,
+        lengths.clone().max().unwrap_or(0),
+        lengths.min().unwrap_or(0),
+        0,
+    ] {
+        dat.extend_from_slice(&word.to_be_bytes());
+    }
+    dat.extend_from_slice(&[b'%', 0, 0, 0]);
+    for offset in offsets {
+        dat.extend_from_slice(&offset.to_be_bytes());
+    }
+    std::fs::write(dir.join(name), text).expect("write a fortune file");
+    std::fs::write(dir.join(format!("{name}.dat")), dat).expect("write its index");
 }
 
 /// Runs fortune-mod's `strfile ARGS FILE` (writes FILE.dat); the caller has `require("strfile")`d it.

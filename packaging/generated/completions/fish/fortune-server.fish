@@ -4,6 +4,7 @@ qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
 complete -c fortune-server -l fortunes -d 'Fortune file (fortune-mod\'s `%` lines with its strfile index NAME.dat if any, or one fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes); repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune files. Default (or nothing left): the built-in seven' -r -F
 complete -c fortune-server -l cache-dir -d 'Directory for the cache of the fortune directories\' lists, read and written by one-connection processes (Accept=yes, --inetd) so each need not list them again. Default: systemd\'s CacheDirectory= ($CACHE_DIRECTORY), else none' -r -F
+complete -c fortune-server -l max-entry -d 'Longest fortune served, in bytes of UTF-8: longer entries are left out, with one warning per file at load. Each connection in flight holds at most twice this' -r
 complete -c fortune-server -l timeout -d 'Seconds any one wait may take: writing to a client, waiting for it to close, stopping' -r
 complete -c fortune-server -l idle-exit -d 'Exit (status 0) after this many seconds with no client: none being served, none lingering, none served. For socket activation: systemd keeps the socket and starts the service again for the next client. Default: never' -r
 complete -c fortune-server -l max-connections -d 'Connections served at once, across all sockets; more wait in the kernel\'s backlog' -r
