@@ -500,14 +500,15 @@ impl<'a> Driver<'a> {
             return;
         };
         self.active -= 1;
+        let start = conn.start;
+        drop(conn); // the close is part of the latency
         match outcome {
             Ok(()) => {
-                let us = conn.start.elapsed().as_micros();
+                let us = start.elapsed().as_micros();
                 self.tally.micros.push(u32::try_from(us).unwrap_or(u32::MAX));
             }
             Err(e) => self.fail(e),
         }
-        drop(conn);
         self.open(i);
     }
 
@@ -517,6 +518,7 @@ impl<'a> Driver<'a> {
         self.tally.first_error.get_or_insert(e.message);
     }
 }
+
 /// What went wrong with `conn` to `addr`, named by how far it got.
 fn io_error(addr: SocketAddr, conn: &Conn, e: &io::Error) -> Error {
     let doing = if conn.connected {
