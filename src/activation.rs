@@ -230,6 +230,51 @@ pub fn activate(inetd: bool, listen: &[SocketAddr]) -> Result<Activation, Activa
     })
 }
 
+/// At most this many queued connections (and datagrams) per socket are refused.
+const REFUSE_AT_MOST: usize = 4096;
+
+impl Activation {
+    /// Before exiting on an error: closes the connections waiting on
+    /// inherited listening sockets and drops the datagrams waiting on
+    /// inherited UDP ones. Left queued, they make systemd start the service
+    /// again at once, to fail the same way until the start limit fails the
+    /// sockets too; refused, the next start waits for the next client.
+    pub fn refuse_pending(&self) {
+        let Activation::Listening {
+            listeners,
+            datagrams,
+            bound_here: false,
+        } = self
+        else {
+            return;
+        };
+        for Named { socket, .. } in listeners {
+            if socket.set_nonblocking(true).is_ok() {
+                (0..REFUSE_AT_MOST)
+                    .map_while(|_| socket.accept().ok())
+                    .for_each(drop);
+            }
+        }
+        let mut byte = [0u8; 1];
+        for Named { socket, .. } in datagrams {
+            if socket.set_nonblocking(true).is_ok() {
+                (0..REFUSE_AT_MOST)
+                    .map_while(|_| socket.recv(&mut byte).ok())
+                    .for_each(drop);
+            }
+        }
+    }
+}
+
+/// After a usage error, when the command line could not say what to adopt:
+/// [`Activation::refuse_pending`] on the sockets `LISTEN_FDS` passes, if any.
+/// Must run before any thread starts, as [`activate`].
+pub fn refuse_inherited() {
+    if let Ok(activation) = activate(false, &[]) {
+        activation.refuse_pending();
+    }
+}
+
 /// Listen backlog for sockets we bind: deep enough that a burst of clients
 /// waits in the kernel instead of being dropped (the kernel caps it at
 /// net.core.somaxconn).

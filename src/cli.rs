@@ -89,6 +89,83 @@ pub struct Cli {
     pub log_level: log::LevelFilter,
 }
 
+/// The sections of fortune-server(8) beyond the options, rendered by
+/// tests/docs.rs next to what clap gives (the `FORTUNE_*` variables come
+/// from the options themselves).
+pub mod man {
+    /// Variables set by systemd (or by hand) that the binary reads.
+    pub const ENVIRONMENT: &[(&str, &str)] = &[
+        (
+            "LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID",
+            "Sockets passed by systemd (sd_listen_fds(3)): descriptors 3 and up, their \
+             FileDescriptorName= (qt, qt4 or text choose the framing), and the process they are for \
+             (another PID: ignored, and --listen is bound). Unset once read.",
+        ),
+        (
+            "NOTIFY_SOCKET",
+            "Where to send READY=1, RELOADING=1, STOPPING=1, STATUS= and the watchdog pings \
+             (Type=notify, WatchdogSec=). Without it nothing is sent.",
+        ),
+        (
+            "WATCHDOG_USEC, WATCHDOG_PID",
+            "The watchdog interval (WatchdogSec=): pinged every half of it.",
+        ),
+        (
+            "CACHE_DIRECTORY",
+            "systemd's CacheDirectory=: the default of --cache-dir (its first directory).",
+        ),
+        (
+            "JOURNAL_STREAM",
+            "When it names standard error (StandardError=journal), logs go to the journal with \
+             their fields (MESSAGE_ID, CODE_FILE, PEER); fatal errors too, usage errors included.",
+        ),
+    ];
+
+    /// Paths of the packaged install.
+    pub const FILES: &[(&str, &str)] = &[
+        (
+            "/usr/lib/systemd/system/fortune.socket, fortune.service",
+            "TCP port 7017 (Accept=no), and the one service process serving it.",
+        ),
+        (
+            "/usr/lib/systemd/system/fortune@.service",
+            "One process per connection, when fortune.socket has Accept=yes.",
+        ),
+        (
+            "/usr/lib/systemd/system/fortune-qotd.socket",
+            "RFC 865 Quote of the Day, TCP and UDP port 17, served by fortune.service; not enabled.",
+        ),
+        (
+            "/usr/lib/systemd/system/fortune.service.d/fortune-mod.conf",
+            "Serves the fortune-mod collections: FORTUNE_FORTUNES=-/usr/share/games/fortunes.",
+        ),
+        (
+            "/etc/systemd/system/fortune.service.d/override.conf",
+            "The admin's drop-in (systemctl edit fortune.service), e.g. Environment=FORTUNE_FORTUNES=...; \
+             fortune@.service and fortune.socket take their own.",
+        ),
+        (
+            "/usr/share/games/fortunes",
+            "The fortune-mod collections: files in fortune's % format with a strfile(1) index NAME.dat.",
+        ),
+        (
+            "/var/cache/fortune-server",
+            "The fortune directories' lists cached by Accept=yes processes (CacheDirectory=; with \
+             DynamicUser= in /var/cache/private/fortune-server). Removed on purge.",
+        ),
+    ];
+
+    /// Related pages.
+    pub const SEE_ALSO: &[&str] = &[
+        "fortune-client(1)",
+        "systemd.socket(5)",
+        "systemd.service(5)",
+        "fortune(6)",
+        "strfile(1)",
+        "journalctl(1)",
+    ];
+}
+
 impl Cli {
     /// `--cache-dir`, else the first directory of systemd's `CacheDirectory=`.
     pub fn cache_dir(&self) -> Option<PathBuf> {

@@ -64,10 +64,10 @@ pub fn serve_once(mut stream: Stream, frame: &[u8], timeout: Duration) {
     let peer = stream.peer();
     let result = send(&mut stream, frame, timeout).and_then(|()| wait_for_close(&mut stream, timeout));
     match result {
-        Ok(()) => log::debug!("{peer}: served"),
+        Ok(()) => log::debug!(peer = peer; "{peer}: served"),
         Err(e) if is_timeout(&e) => {
-            log::info!("{peer}: gave up after the {}s timeout", timeout.as_secs_f64())
+            log::info!(peer = peer; "{peer}: gave up after the {}s timeout", timeout.as_secs_f64())
         }
-        Err(e) => log::info!("{peer}: connection ended early: {e}"),
+        Err(e) => log::info!(peer = peer; "{peer}: connection ended early: {e}"),
     }
 }

@@ -25,6 +25,7 @@ pub mod sockets;
 pub mod wire;
 
 use std::fmt;
+use std::panic::Location;
 
 use activation::{Activation, ActivationError};
 use fortunes::{Live, LoadError, Opening, Selection, Store};
@@ -32,7 +33,7 @@ use fortunes::{Live, LoadError, Opening, Selection, Store};
 /// Stack size of every thread we start: they hold a few small buffers only.
 pub const THREAD_STACK: usize = 128 * 1024;
 
-/// Exit statuses, documented in docs/reference.md and pinned by `tests/exit_codes.rs`.
+/// Exit statuses, documented in docs/reference.md and fortune-server(8), and pinned by `tests/exit_codes.rs`.
 pub mod exit {
     /// Served, then stopped (SIGTERM/SIGINT, or the one connection of
     /// `Accept=yes`/inetd is done, however the client behaved).
@@ -50,11 +51,50 @@ pub mod exit {
     pub const LISTEN: u8 = 4;
     /// The system refused a resource (threads, epoll, signals).
     pub const RUNTIME: u8 = 5;
+
+    /// Each status with what it means to an admin: the man page's EXIT
+    /// STATUS section (tests/docs.rs) and docs/reference.md's table.
+    pub const MEANINGS: [(u8, &str); 6] = [
+        (
+            OK,
+            "Stopped by SIGTERM or SIGINT, or by --idle-exit, after serving what was in flight; \
+             or, with Accept=yes or --inetd, the one connection is done, whatever the client did.",
+        ),
+        (
+            FORTUNES,
+            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
+             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry), \
+             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
+             offensive without --offensive. Nothing was served.",
+        ),
+        (
+            USAGE,
+            "The command line or a FORTUNE_* variable is not understood.",
+        ),
+        (
+            ACTIVATION,
+            "The inherited descriptors are unusable: LISTEN_FDS or LISTEN_FDNAMES malformed, a \
+             descriptor not open, not a socket, of an unsupported type, or a connected socket \
+             passed among others.",
+        ),
+        (LISTEN, "A --listen address cannot be bound."),
+        (
+            RUNTIME,
+            "The system refused a resource (threads, epoll, signal handling).",
+        ),
+    ];
 }
 
-/// Everything that ends the process early.
+/// Everything that ends the process early, with where in the code it arose
+/// (the journal's `CODE_FILE`/`CODE_LINE`).
 #[derive(Debug)]
-pub enum Error {
+pub struct Error {
+    pub cause: Cause,
+    at: &'static Location<'static>,
+}
+
+#[derive(Debug)]
+pub enum Cause {
     Fortunes(LoadError),
     Activation(ActivationError),
     Runtime {
@@ -64,26 +104,40 @@ pub enum Error {
 }
 
 impl Error {
+    #[track_caller]
+    fn new(cause: Cause) -> Error {
+        Error {
+            cause,
+            at: Location::caller(),
+        }
+    }
+
+    #[track_caller]
     pub fn runtime(doing: &'static str, error: std::io::Error) -> Error {
-        Error::Runtime { doing, error }
+        Error::new(Cause::Runtime { doing, error })
+    }
+
+    /// The source line that returned the error (its `?` or constructor).
+    pub fn location(&self) -> &'static Location<'static> {
+        self.at
     }
 
     pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Fortunes(_) => exit::FORTUNES,
-            Error::Activation(ActivationError::Bind { .. }) => exit::LISTEN,
-            Error::Activation(_) => exit::ACTIVATION,
-            Error::Runtime { .. } => exit::RUNTIME,
+        match self.cause {
+            Cause::Fortunes(_) => exit::FORTUNES,
+            Cause::Activation(ActivationError::Bind { .. }) => exit::LISTEN,
+            Cause::Activation(_) => exit::ACTIVATION,
+            Cause::Runtime { .. } => exit::RUNTIME,
         }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Fortunes(e) => e.fmt(f),
-            Error::Activation(e) => e.fmt(f),
-            Error::Runtime { doing, error } => write!(f, "{doing}: {error}"),
+        match &self.cause {
+            Cause::Fortunes(e) => e.fmt(f),
+            Cause::Activation(e) => e.fmt(f),
+            Cause::Runtime { doing, error } => write!(f, "{doing}: {error}"),
         }
     }
 }
@@ -91,20 +145,22 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<LoadError> for Error {
+    #[track_caller]
     fn from(e: LoadError) -> Error {
-        Error::Fortunes(e)
+        Error::new(Cause::Fortunes(e))
     }
 }
 
 impl From<ActivationError> for Error {
+    #[track_caller]
     fn from(e: ActivationError) -> Error {
-        Error::Activation(e)
+        Error::new(Cause::Activation(e))
     }
 }
 
-/// Everything `main` does after parsing the command line.
+/// Everything `main` does after parsing the command line (and starting
+/// logging, [`logging::init`]).
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
-    logging::init(cli.log_level);
     // Adopt (and unset LISTEN_*) before any thread starts.
     let activation = activation::activate(cli.inetd, &cli.listen)?;
     let cache_dir = cli.cache_dir();
@@ -120,7 +176,13 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     };
     // Before loading: a collection holds descriptors (see fortunes::load).
     service::raise_fd_limit();
-    let store = Store::load_cached(&selection, opening, cache_dir.as_deref())?;
+    let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
+        Ok(store) => store,
+        Err(e) => {
+            activation.refuse_pending();
+            return Err(e.into());
+        }
+    };
     match activation {
         Activation::Connected(stream) => {
             let live = Live::new(store, cli.daily);
@@ -146,5 +208,22 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
             };
             service::run(config, store, listeners, datagrams)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_knows_the_line_that_returned_it() {
+        let offensive = || LoadError {
+            path: "x".into(),
+            problem: fortunes::Problem::Offensive,
+        };
+        let load = || -> Result<(), Error> { Err(offensive())? };
+        let line = line!() - 1;
+        let e = load().unwrap_err();
+        assert_eq!((e.location().file(), e.location().line()), (file!(), line));
     }
 }

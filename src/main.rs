@@ -1,16 +1,23 @@
 use std::process::ExitCode;
 
-use fortune_server::{cli, exit, logging};
+use fortune_server::{activation, cli, exit, logging};
 
 fn main() -> ExitCode {
-    let cli = match cli::parse::<cli::Cli>(exit::USAGE, logging::report_fatal) {
+    // Before parsing: a usage error under systemd goes to the journal too.
+    logging::init();
+    let usage_error = |line: &str| {
+        logging::report_fatal(line, None);
+        activation::refuse_inherited();
+    };
+    let cli = match cli::parse::<cli::Cli>(exit::USAGE, usage_error) {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    logging::set_level(cli.log_level);
     match fortune_server::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            logging::report_fatal(&format!("error: {e}"));
+            logging::report_fatal(&format!("error: {e}"), Some(e.location()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -2,8 +2,9 @@
 //! `STOPPING=1`, watchdog pings and the `STATUS=` line with the counters.
 //! Without `NOTIFY_SOCKET` every call is a no-op.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
@@ -17,6 +18,17 @@ pub struct Stats {
     active: AtomicUsize,
     /// True while every allowed connection slot is busy.
     pub at_cap: AtomicBool,
+    /// Milliseconds after [`epoch`] before which reaching the cap is not logged again.
+    cap_quiet_until: AtomicU64,
+}
+
+/// How often reaching `--max-connections` is logged at most: under load the
+/// cap is reached and left at every connection.
+const CAP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// One open connection, counted in [`Stats`] for as long as this lives.
@@ -44,6 +56,30 @@ impl Stats {
     /// Clients handled so far, served or not.
     pub fn handled(&self) -> u64 {
         self.served.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Every one of the `cap` connection slots is busy: flags it for
+    /// `STATUS=` and logs it (`MESSAGE_ID` AT_CAP), at most once a minute.
+    pub fn reach_cap(&self, cap: usize) {
+        self.at_cap.store(true, Ordering::Relaxed);
+        let now = epoch().elapsed().as_millis() as u64;
+        let quiet_until = self.cap_quiet_until.load(Ordering::Relaxed);
+        if now >= quiet_until
+            && self
+                .cap_quiet_until
+                .compare_exchange(
+                    quiet_until,
+                    now + CAP_LOG_EVERY.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            log::warn!(
+                message_id = crate::logging::id::AT_CAP;
+                "all {cap} connections (--max-connections) busy: new clients wait in the backlog"
+            );
+        }
     }
 
     pub fn summary(&self) -> String {

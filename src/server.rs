@@ -249,7 +249,7 @@ impl Server {
                 AcceptError::ClientGone => log::debug!("accept on {listener}: {e}"),
                 AcceptError::OutOfFds => {
                     if !self.out_of_fds.swap(true, Ordering::Relaxed) {
-                        log::warn!("cannot accept on {listener}: {e}; pausing until descriptors free up");
+                        log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
                     }
                     std::thread::sleep(FD_BACKOFF);
                     return Backlog::Full;
@@ -288,7 +288,7 @@ impl Server {
             && !self.stopping()
             && matches!(self.spawn_worker(), Ok(false))
         {
-            self.config.stats.at_cap.store(true, Ordering::Relaxed);
+            self.config.stats.reach_cap(self.pool.max);
         }
         Blocked(self)
     }
@@ -335,12 +335,13 @@ impl Server {
             }
             Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
+                    log::debug!(peer = stream.peer(); "{}: served", stream.peer());
                     stats.served.fetch_add(1, Ordering::Relaxed);
                     linger.park(epoll, stream, active);
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
-                    log::info!("{}: fortune not delivered: {e}", stream.peer());
+                    log::info!(peer = stream.peer(); "{}: fortune not delivered: {e}", stream.peer());
                 }
             },
         }

@@ -15,6 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
 use crate::fortunes::{Live, Opening, Selection, Store};
+use crate::logging::id;
 use crate::notify::{self, Stats};
 use crate::server::{self, Server};
 use crate::sockets::Listener;
@@ -97,7 +98,7 @@ pub fn run(
 
     let mut serving = serving_text(&live.store(), &described);
     notify::ready(&serving);
-    log::info!("{serving}");
+    log::info!(message_id = id::SERVING; "{serving}");
 
     let watchdog = notify::watchdog_interval();
     let tick = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
@@ -120,7 +121,7 @@ pub fn run(
                 }
                 Ok(Some(info)) => {
                     let name = Signal::try_from(info.ssi_signo as i32).map_or("signal", |s| s.as_str());
-                    log::info!("{name} received: stopping");
+                    log::info!(message_id = id::STOPPING; "{name} received: stopping");
                     break;
                 }
                 Ok(None) | Err(_) => {}
@@ -130,6 +131,7 @@ pub fn run(
             let busy = stats.active() > 0;
             if idle.expired(Instant::now(), busy, stats.handled()) {
                 log::info!(
+                    message_id = id::STOPPING;
                     "no client for {} s (--idle-exit): stopping; systemd starts the service again for the next one",
                     idle.limit.as_secs_f64()
                 );
@@ -207,10 +209,12 @@ fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
     notify::reloading();
     match Store::load(selection, Opening::Eager) {
         Ok(store) => {
-            log::info!("reloaded {} fortunes ({})", store.len(), store.origin());
+            log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.len(), store.origin());
             live.replace(store);
         }
-        Err(e) => log::warn!("reload failed, still serving the previous fortunes: {e}"),
+        Err(e) => {
+            log::warn!(message_id = id::RELOAD_FAILED; "reload failed, still serving the previous fortunes: {e}")
+        }
     }
     let serving = serving_text(&live.store(), described);
     notify::ready(&serving);

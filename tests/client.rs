@@ -41,6 +41,16 @@ fn prints_one_fortune_in_every_protocol() {
 }
 
 #[test]
+fn another_framing_is_named() {
+    for (server, client) in [("qt4", "qt"), ("text", "qt"), ("qt", "qt4")] {
+        let (_server, addr) = service("127.0.0.1", server);
+        let done = Cmd::client().args([&addr, "--protocol", client]).run(LIMIT);
+        done.assert_code(exit::FRAME.into())
+            .assert_stderr_has(&format!("they read as --protocol {server}: try that"));
+    }
+}
+
+#[test]
 fn ipv6_and_count() {
     let (_server, addr) = service("[::1]", "qt");
     let done = Cmd::client().args([&addr, "--count", "3"]).run(LIMIT);

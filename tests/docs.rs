@@ -30,11 +30,16 @@ fn generate() -> Vec<(String, Vec<u8>)> {
     for (command, section) in COMMANDS {
         let cmd = command();
         let name = cmd.get_name().to_string();
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .section(*section)
-            .render(&mut page)
-            .expect("render man page");
+        let page = if name == "fortune-server" {
+            server_page(cmd.clone())
+        } else {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd.clone())
+                .section(*section)
+                .render(&mut page)
+                .expect("render man page");
+            page
+        };
         files.push((format!("man/man{section}/{name}.{section}"), page));
         for shell in SHELLS {
             let mut script = Vec::new();
@@ -49,6 +54,115 @@ fn generate() -> Vec<(String, Vec<u8>)> {
         }
     }
     files
+}
+
+/// fortune-server(8): clap_mangen's sections, with a SYNOPSIS that names
+/// each option's argument, then EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO
+/// from `fortune_server::exit::MEANINGS`, the options' variables and
+/// `fortune_server::cli::man`.
+fn server_page(mut cmd: clap::Command) -> Vec<u8> {
+    use clap::ArgAction;
+    use fortune_server::cli::man;
+    use roff::{Roff, bold, italic, roman};
+
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone()).section("8");
+    let mut synopsis = Roff::new();
+    synopsis.control("SH", ["SYNOPSIS"]);
+    let mut line = vec![bold(cmd.get_name()), roman(" ")];
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let Some(long) = arg.get_long() else { continue };
+        line.push(roman("["));
+        if let Some(short) = arg.get_short() {
+            line.extend([bold(format!("-{short}")), roman("|")]);
+        }
+        line.push(bold(format!("--{long}")));
+        if matches!(arg.get_action(), ArgAction::Set | ArgAction::Append) {
+            let value = arg
+                .get_value_names()
+                .and_then(|v| v.first())
+                .map_or(long.to_uppercase(), |v| v.to_string());
+            line.extend([roman(" "), italic(value)]);
+        }
+        line.push(roman("] "));
+    }
+    synopsis.text(line);
+
+    let mut extra = Roff::new();
+    extra.control("SH", ["EXIT STATUS"]);
+    for (status, meaning) in fortune_server::exit::MEANINGS {
+        extra
+            .control("TP", [])
+            .text([bold(status.to_string())])
+            .text([roman(meaning)]);
+    }
+    extra.control("PP", []).text([roman(
+        "Every fatal error is one line naming what to fix: on standard error, or in the journal \
+         (priority err) under systemd, where the service never writes to a client's socket. \
+         fortune.service does not restart on statuses 1 to 4 (RestartPreventExitStatus=).",
+    )]);
+    extra.control("SH", ["ENVIRONMENT"]);
+    for arg in cmd.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        extra
+            .control("TP", [])
+            .text([bold(var.to_string_lossy())])
+            .text(match arg.get_value_delimiter() {
+                Some(sep) => vec![
+                    roman("As "),
+                    bold(format!("--{long}")),
+                    roman(format!(", values separated by '{sep}'.")),
+                ],
+                None => vec![roman("As "), bold(format!("--{long}")), roman(".")],
+            });
+    }
+    for (vars, meaning) in man::ENVIRONMENT {
+        extra
+            .control("TP", [])
+            .text([bold(*vars)])
+            .text([roman(*meaning)]);
+    }
+    extra.control("SH", ["FILES"]);
+    for (path, meaning) in man::FILES {
+        extra
+            .control("TP", [])
+            .text([italic(*path)])
+            .text([roman(*meaning)]);
+    }
+    extra.control("SH", ["SEE ALSO"]);
+    let mut see_also = Vec::new();
+    for (i, page) in man::SEE_ALSO.iter().enumerate() {
+        let (name, section) = page.split_once('(').expect("NAME(SECTION)");
+        if i > 0 {
+            see_also.push(roman(", "));
+        }
+        see_also.extend([bold(name), roman(format!("({section}"))]);
+    }
+    extra.text(see_also);
+
+    // Each piece renders roff's two-line preamble: keep only the first.
+    let mut page = Vec::new();
+    man.render_title(&mut page).expect("render title");
+    let preamble_len = page
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .map_or(0, |(i, _)| i + 1);
+    let mut piece = |render: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+        let mut out = Vec::new();
+        render(&mut out).expect("render man page");
+        page.extend_from_slice(&out[preamble_len..]);
+    };
+    piece(&|w| man.render_name_section(w));
+    piece(&|w| synopsis.to_writer(w));
+    piece(&|w| man.render_description_section(w));
+    piece(&|w| man.render_options_section(w));
+    piece(&|w| extra.to_writer(w));
+    piece(&|w| man.render_version_section(w));
+    page
 }
 
 /// Compares (or, with REGENERATE=1, rewrites) every generated file, and
@@ -128,4 +242,17 @@ fn every_binary_has_docs() {
         documented, binaries,
         "add the missing binary's clap command to COMMANDS in tests/docs.rs"
     );
+}
+
+/// docs/reference.md lists every journal MESSAGE_ID the service logs with.
+#[test]
+fn message_ids_are_documented() {
+    let reference = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"))
+        .expect("read docs/reference.md");
+    for (name, id) in fortune_server::logging::id::ALL {
+        assert!(
+            reference.contains(&format!("| `{id}` |")),
+            "docs/reference.md's journal table lacks {name} ({id})"
+        );
+    }
 }

@@ -195,3 +195,85 @@ fn usage_errors_are_one_line() {
         .run(LIMIT)
         .assert_code(exit::OK.into());
 }
+
+/// What a client the test forks before exec'ing the server saw: Python that
+/// sets `r` (in a child, `os.fork() == 0`) and the path it is written to.
+fn client_saw(result: &std::path::Path, done: &Finished) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::read_to_string(result) {
+            Ok(r) if !r.is_empty() => {
+                let _ = std::fs::remove_file(result);
+                return r;
+            }
+            _ if std::time::Instant::now() > deadline => {
+                panic!("the client reported nothing\n{}", done.report())
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn result_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("fortune-tests-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// A client waiting on the passed socket when the server cannot start, with
+/// the socket kept open elsewhere as systemd keeps it: the server closes the
+/// connection before it exits (left queued, it would make systemd start the
+/// service again at once, until the start limit fails the socket).
+fn waiting_client_after(variable: &str, value: &str, code: u8) {
+    let result = result_file(&format!("waiting-{code}"));
+    let Some(done) = py(&format!(
+        "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
+         c = socket.create_connection(l.getsockname())\n\
+         if os.fork() == 0:\n\
+         \x20   c.settimeout(5)\n\
+         \x20   try: r = 'closed' if c.recv(100) == b'' else 'data'\n\
+         \x20   except Exception as e: r = type(e).__name__\n\
+         \x20   open({result:?}, 'w').write(r); os._exit(0)\n\
+         c.close()\nos.dup2(l.fileno(), 3)\nenv['LISTEN_FDS'] = '1'\nenv[{variable:?}] = {value:?}",
+        result = result.display().to_string(),
+    )) else {
+        return;
+    };
+    done.assert_code(code.into());
+    assert_eq!(
+        client_saw(&result, &done),
+        "closed",
+        "the waiting client, after {variable}={value}"
+    );
+}
+
+#[test]
+fn a_waiting_client_is_closed_when_the_fortunes_are_unreadable() {
+    waiting_client_after("FORTUNE_FORTUNES", "/nonexistent/fortunes", exit::FORTUNES);
+}
+
+#[test]
+fn a_waiting_client_is_closed_on_a_usage_error() {
+    waiting_client_after("FORTUNE_IDLE_EXIT", "10m", exit::USAGE);
+}
+
+/// inetd / StandardInput=socket: stdin, stdout and stderr are the client's
+/// socket. A usage error must not write a byte there (it goes to the journal).
+#[test]
+fn a_usage_error_under_inetd_writes_nothing_to_the_client() {
+    let result = result_file("inetd-usage");
+    let Some(done) = py(&format!(
+        "a, b = socket.socketpair()\n\
+         if os.fork() == 0:\n\
+         \x20   a.close(); b.settimeout(5); data = b''\n\
+         \x20   while chunk := b.recv(4096): data += chunk\n\
+         \x20   open({result:?}, 'w').write(f'{{len(data)}} bytes'); os._exit(0)\n\
+         for fd in (0, 1, 2): os.dup2(a.fileno(), fd)\n\
+         b.close(); a.close()\nsys.argv += ['--inetd', '--timeout=never']",
+        result = result.display().to_string(),
+    )) else {
+        return;
+    };
+    done.assert_code(exit::USAGE.into());
+    assert_eq!(client_saw(&result, &done), "0 bytes", "what the client read");
+}

@@ -217,15 +217,42 @@ pub fn read_to_close(stream: &mut TcpStream, buf: &mut Vec<u8>, timeout: Duratio
     }
 }
 
-/// Checks that `bytes` are exactly one frame and returns the fortune.
+/// Checks that `bytes` are exactly one frame and returns the fortune. When
+/// they are not, the message names the `--protocol` they read as, if any.
 pub fn decode(protocol: Protocol, bytes: &[u8]) -> Result<String, Error> {
-    wire::decode(protocol, bytes).map_err(|e| Error {
-        failure: match e {
-            DecodeError::Incomplete { .. } => Failure::Short,
-            DecodeError::Malformed(_) => Failure::Malformed,
-        },
-        message: format!("the server's answer is not a {protocol} fortune: {e}"),
+    wire::decode(protocol, bytes).map_err(|e| {
+        let hint = if bytes.is_empty() {
+            " (the server closed without a byte: is it a fortune server? fortune-server closes \
+             waiting connections when it cannot start: see its journal)"
+                .to_string()
+        } else {
+            match framing_of(bytes).filter(|&p| p != protocol) {
+                Some(other) => format!(" (they read as --protocol {other}: try that)"),
+                None => String::new(),
+            }
+        };
+        Error {
+            failure: match e {
+                DecodeError::Incomplete { .. } => Failure::Short,
+                DecodeError::Malformed(_) => Failure::Malformed,
+            },
+            message: format!("the server's answer is not a {protocol} fortune: {e}{hint}"),
+        }
     })
+}
+
+/// The framing `bytes` are one whole frame of, if any: qt and qt4 by their
+/// length headers, text by being UTF-8 lines ending in CRLF without control bytes.
+fn framing_of(bytes: &[u8]) -> Option<Protocol> {
+    let framed = [Protocol::Qt, Protocol::Qt4];
+    if let Some(&p) = framed.iter().find(|&&p| wire::decode(p, bytes).is_ok()) {
+        return Some(p);
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let plain = !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'));
+    (plain && text.ends_with("\r\n")).then_some(Protocol::Text)
 }
 
 /// One whole exchange: connect, read to the end, decode.
@@ -308,6 +335,20 @@ mod tests {
         for (kind, failure) in kinds {
             assert_eq!(Failure::of_io(&kind.into()), failure, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn another_framing_is_named() {
+        let qt = wire::encode(Protocol::Qt, "Hi").unwrap();
+        let qt4 = wire::encode(Protocol::Qt4, "Hi").unwrap();
+        let text = b"Hi.\r\n".to_vec();
+        let hint = |p: Protocol, bytes: &[u8]| decode(p, bytes).unwrap_err().message;
+        assert!(hint(Protocol::Qt, &qt4).ends_with("(they read as --protocol qt4: try that)"));
+        assert!(hint(Protocol::Qt, &text).ends_with("(they read as --protocol text: try that)"));
+        assert!(hint(Protocol::Qt4, &qt).ends_with("(they read as --protocol qt: try that)"));
+        assert!(hint(Protocol::Text, &qt).ends_with("(they read as --protocol qt: try that)"));
+        assert!(hint(Protocol::Qt, b"").contains("closed without a byte"));
+        assert!(!hint(Protocol::Qt, b"\x00\x00garbage").contains("--protocol"));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 # CONTAINER_EXTRA_PACKAGES (comma-separated) adds packages to debootstrap's
 # --include; CONTAINER_MIRROR overrides the Debian mirror. The container shares
 # the host's network namespace: a unit on 127.0.0.1:PORT inside is reachable
-# from the host. Changes inside go to a tmpfs overlay (--volatile=overlay), so
+# from the host; with CONTAINER_PRIVATE_NETWORK=1 it has a network namespace of
+# its own (loopback only: units may listen on any port and address; reach them
+# with `nsenter -t "$CONTAINER_PID" -n CMD`). Changes inside go to a tmpfs overlay (--volatile=overlay), so
 # the rootfs stays clean for the next boot. Sourcing this file (and
 # container_boot) sets an EXIT trap that stops the container and removes a CI
 # rootfs; a script that needs its own EXIT trap must call _container_exit from it.
@@ -98,6 +100,7 @@ container_boot() {
     _container_log=$(mktemp /tmp/fortune-container-console.XXXXXX) || return 1
     _container_install_trap
     systemd-nspawn --register=no --keep-unit --quiet --volatile=overlay -D "$root" --boot \
+        ${CONTAINER_PRIVATE_NETWORK:+--private-network} \
         </dev/null >"$_container_log" 2>&1 &
     NSPAWN_PID=$!
     # The container's systemd is the nspawn process's child.
