@@ -538,9 +538,13 @@ fn run(args: &Args) -> Result<(), String> {
 
     // 10,000 idle connections held open (a long --timeout keeps the service
     // waiting on them) while clients are served, alternating with the same
-    // clients alone, on one fresh service.
+    // clients alone, on one fresh service. They all come from 127.0.0.1:
+    // lift the per-source cap, which would close most of them.
     note(&format!("holding {IDLE} idle connections, alternating with none"));
-    let idle_svc = Contender::start("fortune-server", service(&["--timeout", "120"]))?;
+    let idle_svc = Contender::start(
+        "fortune-server",
+        service(&["--timeout", "120", "--max-per-source", "0"]),
+    )?;
     let (mut alone, mut beside_idle) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let a = idle_svc.measure(BESIDE_IDLE, args.seconds, 0, tick, false)?;

@@ -84,6 +84,22 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
 
+    /// Connections (and descriptors) one source may hold at once, being served or waiting for
+    /// the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once,
+    /// without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit.
+    #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
+    pub max_per_source: Option<u32>,
+
+    /// UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of
+    /// --udp-burst; more datagrams go unanswered. 0: no limit.
+    #[arg(long, value_name = "N", env = "FORTUNE_UDP_RATE", default_value_t = 5)]
+    pub udp_rate: u32,
+
+    /// UDP replies one source may get at once before --udp-rate applies.
+    #[arg(long, value_name = "N", env = "FORTUNE_UDP_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_burst: u32,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", env = "FORTUNE_LOG_LEVEL", default_value = "info")]
     pub log_level: log::LevelFilter,

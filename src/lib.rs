@@ -4,10 +4,11 @@
 //! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
 //! client, [`server`] is the accept loop, [`linger`] holds a worker's
-//! connections until their peers leave, [`datagram`] answers UDP,
-//! [`service`] runs the process's life, [`notify`] talks to systemd,
-//! [`logging`] chooses where logs go; [`client`] is `fortune-client` and
-//! its benchmark.
+//! connections until their peers leave, [`sources`] caps what one source
+//! holds, [`datagram`] answers UDP, [`ratelimit`] bounds what a client can
+//! make us repeat (UDP replies, log lines), [`service`] runs the process's
+//! life, [`notify`] talks to systemd, [`logging`] chooses where logs go;
+//! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
@@ -19,9 +20,11 @@ pub mod fortunes;
 pub mod linger;
 pub mod logging;
 pub mod notify;
+pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod sockets;
+pub mod sources;
 pub mod wire;
 
 use std::fmt;
@@ -204,6 +207,11 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
                 timeout: cli.timeout,
                 idle_exit: cli.idle_exit,
                 max_connections: cli.max_connections as usize,
+                max_per_source: cli.max_per_source,
+                udp: datagram::Limits {
+                    rate: cli.udp_rate,
+                    burst: cli.udp_burst,
+                },
                 bound_here,
             };
             service::run(config, store, listeners, datagrams)

@@ -87,6 +87,7 @@ impl<T> Linger<T> {
             EpollEvent::new(interest, FIRST_KEY + index as u64),
         ) {
             log::debug!("{}: closing without waiting: {e}", stream.peer());
+            drop(stream); // before its rider
             return;
         }
         let slot = Slot {

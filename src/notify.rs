@@ -20,6 +20,12 @@ pub struct Stats {
     pub at_cap: AtomicBool,
     /// Milliseconds after [`epoch`] before which reaching the cap is not logged again.
     cap_quiet_until: AtomicU64,
+    /// Connections closed at once: their source held `--max-per-source`.
+    pub over_source_cap: AtomicU64,
+    /// Datagrams from a port below 1024 or from our own port, not answered.
+    pub udp_ignored: AtomicU64,
+    /// Datagrams over their source's `--udp-rate`, not answered.
+    pub udp_limited: AtomicU64,
 }
 
 /// How often reaching `--max-connections` is logged at most: under load the
@@ -89,6 +95,17 @@ impl Stats {
             self.active(),
             self.failed.load(Ordering::Relaxed)
         );
+        let dropped = [
+            (&self.over_source_cap, "closed over --max-per-source"),
+            (&self.udp_limited, "datagrams over --udp-rate"),
+            (&self.udp_ignored, "datagrams from ports below 1024 or ours"),
+        ];
+        for (counter, what) in dropped {
+            match counter.load(Ordering::Relaxed) {
+                0 => {}
+                n => s.push_str(&format!(", {n} {what}")),
+            }
+        }
         if self.at_cap.load(Ordering::Relaxed) {
             s.push_str("; at --max-connections, new clients wait in the backlog");
         }

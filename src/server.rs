@@ -21,6 +21,7 @@
 //! believes it is connected is reset.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,7 +35,9 @@ use crate::connection;
 use crate::fortunes::Live;
 use crate::linger::{self, Linger};
 use crate::notify::{Active, Stats};
+use crate::ratelimit::{self, Fold};
 use crate::sockets::{Listener, Stream};
+use crate::sources::{SourceSlot, Sources};
 use crate::wire::Protocol;
 
 /// Workers kept waiting even when idle, so a new client never waits for a spawn.
@@ -71,6 +74,8 @@ pub struct Config {
     pub listeners: Vec<(Listener, Protocol)>,
     pub live: Arc<Live>,
     pub stats: Arc<Stats>,
+    /// `--max-per-source`: what each source holds.
+    pub sources: Sources,
     /// `--timeout`: bounds the write of a frame and the wait for the peer's close.
     pub timeout: Duration,
     /// `--max-connections`: worker threads at most, hence clients being written to at once.
@@ -78,6 +83,10 @@ pub struct Config {
     /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
     pub bound_here: bool,
 }
+
+/// What a parked connection carries until it is closed: it is counted
+/// open, and holds its source's slot.
+type Riders<'a> = (Active<'a>, SourceSlot<'a>);
 
 /// What the workers share.
 pub struct Server {
@@ -226,18 +235,18 @@ impl Server {
         self: &'a Arc<Self>,
         index: usize,
         epoll: &Epoll,
-        linger: &mut Linger<Active<'a>>,
+        linger: &mut Linger<Riders<'a>>,
     ) -> Backlog {
         let (listener, protocol) = &self.config.listeners[index];
         for _ in 0..ACCEPT_BATCH {
             let e = match listener.accept() {
-                Ok(stream) => {
+                Ok((stream, peer)) => {
                     if self.out_of_fds.load(Ordering::Relaxed)
                         && self.out_of_fds.swap(false, Ordering::Relaxed)
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
-                    self.serve(stream, *protocol, epoll, linger);
+                    self.serve(stream, peer, *protocol, epoll, linger);
                     continue;
                 }
                 Err(e) => e,
@@ -246,7 +255,9 @@ impl Server {
                 AcceptError::Empty => return Backlog::Empty,
                 // The client left between its handshake and our accept, or a
                 // network error of its own: nothing to do for the others.
-                AcceptError::ClientGone => log::debug!("accept on {listener}: {e}"),
+                AcceptError::ClientGone => {
+                    ratelimit::note(Fold::AcceptFailed, format_args!("accept on {listener}: {e}"))
+                }
                 AcceptError::OutOfFds => {
                     if !self.out_of_fds.swap(true, Ordering::Relaxed) {
                         log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
@@ -265,7 +276,7 @@ impl Server {
 
     /// Serves what is queued on every listener, until the queues are empty
     /// (true) or the stop deadline, or descriptors run out (false).
-    fn drain<'a>(self: &'a Arc<Self>, epoll: &Epoll, linger: &mut Linger<Active<'a>>) -> bool {
+    fn drain<'a>(self: &'a Arc<Self>, epoll: &Epoll, linger: &mut Linger<Riders<'a>>) -> bool {
         for index in 0..self.config.listeners.len() {
             loop {
                 match self.accept_some(index, epoll, linger) {
@@ -317,12 +328,19 @@ impl Server {
 
     fn serve<'a>(
         self: &'a Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
+        peer: Option<SocketAddr>,
         protocol: Protocol,
         epoll: &Epoll,
-        linger: &mut Linger<Active<'a>>,
+        linger: &mut Linger<Riders<'a>>,
     ) {
+        // Over its source's share: admit counted and logged it; returning closes it.
+        let Some(slot) = self.config.sources.admit(peer) else {
+            return;
+        };
         let active = self.config.stats.open();
+        // Declared after the guards, so closed before they are given back.
+        let mut stream = stream;
         let stats = &self.config.stats;
         match self.config.live.frame(protocol, None) {
             None => {
@@ -337,11 +355,14 @@ impl Server {
                 Ok(()) => {
                     log::debug!(peer = stream.peer(); "{}: served", stream.peer());
                     stats.served.fetch_add(1, Ordering::Relaxed);
-                    linger.park(epoll, stream, active);
+                    linger.park(epoll, stream, (active, slot));
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
-                    log::info!(peer = stream.peer(); "{}: fortune not delivered: {e}", stream.peer());
+                    ratelimit::note(
+                        Fold::NotDelivered,
+                        format_args!("{}: fortune not delivered: {e}", stream.peer()),
+                    );
                 }
             },
         }

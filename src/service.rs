@@ -19,8 +19,9 @@ use crate::logging::id;
 use crate::notify::{self, Stats};
 use crate::server::{self, Server};
 use crate::sockets::Listener;
+use crate::sources::Sources;
 use crate::wire::Protocol;
-use crate::{Error, datagram};
+use crate::{Error, datagram, ratelimit};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -32,6 +33,9 @@ pub struct Config {
     pub timeout: Duration,
     pub idle_exit: Option<Duration>,
     pub max_connections: usize,
+    /// `--max-per-source` (see [`Sources::cap`]).
+    pub max_per_source: Option<u32>,
+    pub udp: datagram::Limits,
     /// The listeners are our own `--listen` sockets (see [`server::Config`]).
     pub bound_here: bool,
 }
@@ -68,10 +72,18 @@ pub fn run(
         .collect();
     let live = Arc::new(Live::new(store, config.daily));
     let stats = Arc::new(Stats::default());
+    let per_source = Sources::cap(config.max_per_source);
+    match per_source {
+        Some(cap) => {
+            log::info!("each source (a /24, or a /56 for IPv6) may hold {cap} connections (--max-per-source)")
+        }
+        None => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
+    }
     let server = Server::new(server::Config {
         listeners,
         live: Arc::clone(&live),
         stats: Arc::clone(&stats),
+        sources: Sources::new(per_source, Arc::clone(&stats)),
         timeout: config.timeout,
         max_connections: config.max_connections,
         bound_here: config.bound_here,
@@ -86,13 +98,14 @@ pub fn run(
         let addr = socket
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
-        log::info!("answering datagrams on udp {addr} (text)");
+        let limits = config.udp;
+        log::info!("answering datagrams on udp {addr} (text); {limits}");
         described.push(format!("udp {addr} (text)"));
         let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
         std::thread::Builder::new()
             .name("qotd-udp".into())
             .stack_size(crate::THREAD_STACK)
-            .spawn(move || datagram::serve(socket, live, stats, stop))
+            .spawn(move || datagram::serve(socket, live, stats, stop, limits))
             .map_err(|e| Error::runtime("starting the datagram thread", e))?;
     }
 
@@ -141,6 +154,7 @@ pub fn run(
         if watchdog.is_some() {
             notify::watchdog();
         }
+        ratelimit::flush();
         if Instant::now() >= next_status {
             let status = format!("{serving}; {}", stats.summary());
             if status != last_status {
@@ -157,6 +171,7 @@ pub fn run(
         log::warn!("stop timeout reached with connections still being written; closing them");
     }
     stop_datagrams.store(true, Ordering::Relaxed);
+    ratelimit::flush_all();
     log::info!("stopped; {}", stats.summary());
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
@@ -40,15 +40,16 @@ impl Listener {
     }
 
     /// Accepts one client, its socket non-blocking and close-on-exec from
-    /// the start: one `accept4`, no `ioctl(FIONBIO)` later.
-    pub fn accept(&self) -> io::Result<Stream> {
+    /// the start: one `accept4`, no `ioctl(FIONBIO)` later. With its
+    /// address if it has one (TCP), as accept4 gives it: no `getpeername`.
+    pub fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
         let flags = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
-        let (socket, _) = SockRef::from(self).accept4(flags)?;
+        let (socket, peer) = SockRef::from(self).accept4(flags)?;
         let family = match self {
             Listener::Tcp(_) => Family::Inet,
             Listener::Unix(_) => Family::Unix,
         };
-        Ok(Stream::from_fd(socket.into(), family))
+        Ok((Stream::from_fd(socket.into(), family), peer.as_socket()))
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {

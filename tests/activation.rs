@@ -181,8 +181,10 @@ fn options_come_from_the_environment_too() {
         .env("FORTUNE_LOG_LEVEL", "debug")
         .env("FORTUNE_TIMEOUT", "1")
         .env("FORTUNE_MAX_CONNECTIONS", "1")
+        .env("FORTUNE_MAX_PER_SOURCE", "3")
         .spawn();
     server.wait_for_log("(text)");
+    server.wait_for_log("may hold 3 connections (--max-per-source)");
     assert_builtin(&wire::decode(Protocol::Text, &read_all(loopback(port)).unwrap()).unwrap());
     // A client that never closes is dropped after FORTUNE_TIMEOUT=1.
     let idle = util::connect(loopback(port)).unwrap();

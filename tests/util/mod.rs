@@ -656,3 +656,141 @@ pub fn fetch(addr: SocketAddr) -> String {
         )
     })
 }
+
+/// True if this process runs as root (raw sockets, ports below 1024). Not
+/// root: in CI (`CI=true`) the test fails; elsewhere it is skipped with a note.
+pub fn require_root() -> bool {
+    // /proc/self belongs to the process's effective user.
+    let root =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self")) == 0;
+    if !root {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("this test needs root and CI=true: run the tests as root");
+        }
+        eprintln!("SKIPPED: needs root");
+    }
+    root
+}
+
+/// The service answering UDP on `addr` (`systemd-socket-activate --datagram`,
+/// which starts it at the first datagram) with `args` and the environment
+/// variables `env` (`VAR=value`), serving; the caller has `require`d
+/// systemd-socket-activate. The datagrams that start it come from
+/// 127.255.255.254, a /24 no test uses.
+pub fn udp_service(addr: SocketAddr, args: &[&str], env: &[&str]) -> Running {
+    let mut activate = vec!["--datagram".to_string(), "-l".to_string(), addr.to_string()];
+    // systemd-socket-activate passes on only the variables given with -E.
+    for var in env {
+        activate.extend(["-E".to_string(), var.to_string()]);
+    }
+    let activate: Vec<&str> = activate.iter().map(String::as_str).collect();
+    let server = Cmd::socket_activate(&activate).args(args).spawn();
+    let starter = std::net::UdpSocket::bind("127.255.255.254:0").expect("bind 127.255.255.254");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("Serving") {
+        if Instant::now() > end {
+            server.fail("the UDP service did not start within 10 s");
+        }
+        let _ = starter.send_to(b"start", addr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// A TCP connection to `addr` from the local address `from` (another
+/// loopback address is another client network: 127.0.1.1 is not in
+/// 127.0.0.0/24).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// Sends one UDP datagram with a forged source (a raw socket writing its
+/// own IPv4 header; root only). Loopback destinations only.
+pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
+    assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
+    let len = 20 + 8 + payload.len();
+    let mut packet = Vec::with_capacity(len);
+    // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
+    packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    // UDP header, checksum 0 (none, allowed over IPv4).
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a raw socket (root)");
+    raw.set_header_included_v4(true).expect("IP_HDRINCL");
+    raw.send_to(&packet, &SocketAddr::V4(to).into())
+        .expect("send the spoofed datagram");
+}
+
+/// One UDP datagram seen on the host: source, destination, payload.
+pub type Seen = (std::net::SocketAddrV4, std::net::SocketAddrV4, Vec<u8>);
+
+/// Every UDP datagram the host receives over IPv4, loopback included (a raw
+/// socket gets a copy of each; root only): who really sent what to whom.
+pub struct UdpSpy(socket2::Socket);
+
+impl UdpSpy {
+    pub fn new() -> UdpSpy {
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("a raw socket (root)");
+        raw.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        UdpSpy(raw)
+    }
+
+    /// The datagrams that `wanted` keeps, among those seen from now for `span`
+    /// (at most `max` of them).
+    pub fn watch(&self, span: Duration, max: usize, wanted: impl Fn(&Seen) -> bool) -> Vec<Seen> {
+        let end = Instant::now() + span;
+        let mut buf = [0u8; 2048];
+        let mut kept = Vec::new();
+        while Instant::now() < end && kept.len() < max {
+            let Ok(n) = (&self.0).read(&mut buf) else {
+                continue;
+            };
+            if let Some(seen) = parse_ipv4_udp(&buf[..n])
+                && wanted(&seen)
+            {
+                kept.push(seen);
+            }
+        }
+        kept
+    }
+}
+
+impl Default for UdpSpy {
+    fn default() -> Self {
+        UdpSpy::new()
+    }
+}
+
+/// An IPv4 packet carrying UDP, as a raw socket receives it.
+fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
+    let header = usize::from(p.first()? & 0x0f) * 4;
+    if p.first()? >> 4 != 4 || header < 20 || p.get(9) != Some(&17) || p.len() < header + 8 {
+        return None;
+    }
+    let ip = |at: usize| std::net::Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
+    let port = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
+    Some((
+        std::net::SocketAddrV4::new(ip(12), port(header)),
+        std::net::SocketAddrV4::new(ip(16), port(header + 2)),
+        p[header + 8..].to_vec(),
+    ))
+}
