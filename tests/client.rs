@@ -6,6 +6,7 @@ mod util;
 use std::time::Duration;
 
 use fortune_server::client::exit;
+use fortune_server::wire::{Protocol, encode};
 use util::{Cmd, builtin, fake_server, free_port, loopback};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -204,6 +205,67 @@ fn bench_sorts_errors_by_kind() {
     assert!(done.stdout.contains("refused 3,"), "{}", done.report());
     assert!(
         done.stdout.contains("first error  cannot connect to"),
+        "{}",
+        done.report()
+    );
+}
+
+#[test]
+fn bench_reads_long_frames_and_refuses_endless_ones() {
+    let bench = |addr: std::net::SocketAddr| {
+        Cmd::client()
+            .args([
+                "bench",
+                &addr.to_string(),
+                "-c",
+                "2",
+                "--connections",
+                "3",
+                "-q",
+                "--json",
+            ])
+            .run(LIMIT)
+    };
+    // Many reads per answer: 12,004 bytes.
+    let long = encode(Protocol::Qt, &"x".repeat(6000)).expect("encodes");
+    let done = bench(fake_server(&long, 3, Duration::ZERO));
+    done.assert_code(exit::OK.into());
+    assert!(done.stdout.contains("\"ok\":3,"), "{}", done.report());
+    // Over the client's 1 MiB bound: counted malformed, not held in memory.
+    let huge = encode(Protocol::Qt, &"x".repeat(600_000)).expect("encodes");
+    let done = bench(fake_server(&huge, 3, Duration::ZERO));
+    done.assert_code(exit::NETWORK.into());
+    assert!(done.stdout.contains("\"malformed\":3,"), "{}", done.report());
+    assert!(
+        done.stdout.contains("longer than 1048576 bytes"),
+        "{}",
+        done.report()
+    );
+}
+
+#[test]
+fn bench_times_out_a_server_that_never_finishes() {
+    // Half a frame, then the connection held open well past --timeout.
+    let slow = fake_server(&[0, 0, 0, 4, 0], 2, Duration::from_secs(3));
+    let done = Cmd::client()
+        .args([
+            "bench",
+            &slow.to_string(),
+            "-c",
+            "2",
+            "-t",
+            "2",
+            "--connections",
+            "2",
+            "--timeout",
+            "0.5",
+            "-q",
+        ])
+        .run(LIMIT);
+    done.assert_code(exit::NETWORK.into());
+    assert!(done.stdout.contains("timeout 2,"), "{}", done.report());
+    assert!(
+        done.stdout.contains("first error  reading from"),
         "{}",
         done.report()
     );

@@ -1,21 +1,36 @@
 //! `fortune-client bench`: concurrent clients, each looping connect, read
 //! one frame, check it, close, until a time or connection bound; then the
-//! rate, latency percentiles and failures by kind. The comparison benchmark
+//! rate, latency percentiles, failures by kind and the client's own CPU per
+//! connection. A few threads drive all the clients, each many non-blocking
+//! connections in one epoll set, so that the client costs less CPU per
+//! connection than the servers it measures. The comparison benchmark
 //! (`bench/compare`) calls [`run`] directly.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, ErrorKind, IsTerminal, Read, Write as _};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Error, Failure, cli::BenchArgs, exit};
 use crate::wire::Protocol;
 
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// Stack of each client thread: one small read buffer.
-const CLIENT_STACK: usize = 128 * 1024;
+/// How often each driver looks for connections past their timeout.
+const SCAN_MS: u16 = 50;
+const SCAN_EVERY: Duration = Duration::from_millis(SCAN_MS as u64);
+/// Stack of each driver thread: one small read buffer.
+const DRIVER_STACK: usize = 256 * 1024;
+/// Longer answers are counted malformed (no fortune comes near it), so a
+/// server that never stops sending cannot fill the client's memory.
+const ANSWER_LIMIT: usize = 1 << 20;
 
 /// What to run; `duration` and `connections` both bound it.
 #[derive(Clone, Debug)]
@@ -23,6 +38,8 @@ pub struct Options {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     pub clients: usize,
+    /// Threads driving the clients (at most one per client).
+    pub threads: usize,
     pub duration: Duration,
     pub connections: u64,
     pub timeout: Duration,
@@ -66,11 +83,20 @@ pub struct Report {
     pub errors: [u64; Failure::ALL.len()],
     pub first_error: Option<String>,
     pub latency: Latency,
+    /// CPU time (user + system) this process spent on the run.
+    pub cpu: Duration,
 }
 
 impl Report {
     pub fn failed(&self) -> u64 {
         self.errors.iter().sum()
+    }
+
+    /// This client's CPU time per connection made (ok or failed).
+    pub fn cpu_per_connection(&self) -> Duration {
+        self.cpu
+            .checked_div(u32::try_from(self.ok + self.failed()).unwrap_or(u32::MAX))
+            .unwrap_or_default()
     }
 
     /// Successful connections per second.
@@ -111,6 +137,13 @@ impl Report {
             .map(|(f, n)| format!("{} {n}", f.name()))
             .collect();
         let _ = writeln!(s, "errors       {}", errors.join(", "));
+        let _ = writeln!(
+            s,
+            "client CPU   {:.1} us per connection ({} threads, {:.2} s user+system)",
+            self.cpu_per_connection().as_secs_f64() * 1e6,
+            o.threads,
+            self.cpu.as_secs_f64()
+        );
         if let Some(e) = &self.first_error {
             let _ = writeln!(s, "first error  {e}");
         }
@@ -131,7 +164,8 @@ impl Report {
                 "{{\"target\":\"{}\",\"protocol\":\"{}\",\"clients\":{},\"idle\":{},\"seconds\":{:.3},",
                 "\"ok\":{},\"failed\":{},\"per_second\":{:.1},",
                 "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},",
-                "\"errors\":{{{}}},\"first_error\":{}}}"
+                "\"errors\":{{{}}},\"first_error\":{},",
+                "\"threads\":{},\"client_cpu_us\":{}}}"
             ),
             o.addr,
             o.protocol,
@@ -148,7 +182,9 @@ impl Report {
             errors.join(","),
             self.first_error
                 .as_deref()
-                .map_or_else(|| "null".to_string(), json_string)
+                .map_or_else(|| "null".to_string(), json_string),
+            o.threads,
+            self.cpu.as_micros()
         )
     }
 }
@@ -171,14 +207,16 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// What one client thread saw.
+/// What one driver thread saw.
+#[derive(Default)]
 struct Tally {
     micros: Vec<u32>,
     errors: [u64; Failure::ALL.len()],
     first_error: Option<String>,
 }
 
-/// Runs the clients; fails only if the idle connections cannot be opened.
+/// Runs the clients; fails only if the idle connections cannot be opened or
+/// no driver thread can run.
 pub fn run(o: &Options) -> Result<Report, Error> {
     crate::service::raise_fd_limit();
     let mut held = Vec::with_capacity(o.idle);
@@ -197,23 +235,30 @@ pub fn run(o: &Options) -> Result<Report, Error> {
             .set_read_timeout(Some(o.timeout))
             .and_then(|()| stream.peek(&mut byte));
     }
+    let threads = o.threads.clamp(1, o.clients.max(1));
     let started = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
+    let cpu_before = cpu_time();
     let begin = Instant::now();
-    let deadline = begin + o.duration;
+    let end = begin + o.duration;
+    let (started, failed) = (&started, &failed);
     let (tallies, elapsed) = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..o.clients)
-            .map(|_| {
+        let drivers: Vec<_> = (0..threads)
+            .map(|t| {
+                // The clients shared out as evenly as they go.
+                let clients = o.clients / threads + usize::from(t < o.clients % threads);
                 std::thread::Builder::new()
-                    .stack_size(CLIENT_STACK)
-                    .spawn_scoped(scope, || client(o, deadline, &started, &failed))
+                    .stack_size(DRIVER_STACK)
+                    .spawn_scoped(scope, move || {
+                        Driver::new(o, clients, end, started, failed)?.run()
+                    })
             })
             .collect();
         let mut next = begin + PROGRESS_EVERY;
         let mut progress = Progress::new(o.progress);
-        while !clients
+        while !drivers
             .iter()
-            .all(|c| c.as_ref().map_or(true, |h| h.is_finished()))
+            .all(|d| d.as_ref().map_or(true, |h| h.is_finished()))
         {
             std::thread::sleep(Duration::from_millis(20));
             if Instant::now() >= next {
@@ -227,12 +272,13 @@ pub fn run(o: &Options) -> Result<Report, Error> {
         }
         progress.clear();
         let elapsed = begin.elapsed();
-        let tallies: Vec<Tally> = clients
+        let tallies: Vec<Result<Tally, Error>> = drivers
             .into_iter()
-            .filter_map(|c| c.ok().and_then(|h| h.join().ok()))
+            .filter_map(|d| d.ok().and_then(|h| h.join().ok()))
             .collect();
         (tallies, elapsed)
     });
+    let cpu = cpu_time().saturating_sub(cpu_before);
     drop(held);
     if tallies.is_empty() {
         return Err(Error {
@@ -244,6 +290,7 @@ pub fn run(o: &Options) -> Result<Report, Error> {
     let mut errors = [0; Failure::ALL.len()];
     let mut first_error = None;
     for t in tallies {
+        let t = t?;
         micros.extend(t.micros);
         for (sum, n) in errors.iter_mut().zip(t.errors) {
             *sum += n;
@@ -257,41 +304,229 @@ pub fn run(o: &Options) -> Result<Report, Error> {
         errors,
         first_error,
         latency: Latency::of(&mut micros),
+        cpu,
     })
 }
 
-/// One client: connections until the deadline or the shared count is used up.
-fn client(o: &Options, deadline: Instant, started: &AtomicU64, failed: &AtomicU64) -> Tally {
-    let mut tally = Tally {
-        micros: Vec::new(),
-        errors: [0; Failure::ALL.len()],
-        first_error: None,
+/// User and system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    let tv = |t: TimeVal| {
+        Duration::from_secs(t.tv_sec().max(0) as u64) + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
-    let mut buf = Vec::with_capacity(4096);
-    while started.fetch_add(1, Ordering::Relaxed) < o.connections {
-        let t0 = Instant::now();
-        if t0 >= deadline {
-            break;
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |u| tv(u.user_time()) + tv(u.system_time()))
+}
+
+/// One connection in flight: connect, read until the server closes.
+struct Conn {
+    socket: Socket,
+    start: Instant,
+    /// First for the connection to be made, then for the whole answer.
+    deadline: Instant,
+    connected: bool,
+    answer: Vec<u8>,
+}
+
+/// One thread's share of the clients, each a slot holding at most one
+/// connection, all non-blocking in one epoll set (edge-triggered: a
+/// connection is added once and its descriptor's close removes it).
+struct Driver<'a> {
+    o: &'a Options,
+    addr: SockAddr,
+    epoll: Epoll,
+    slots: Vec<Option<Conn>>,
+    active: usize,
+    /// No connection starts after this.
+    end: Instant,
+    started: &'a AtomicU64,
+    failed: &'a AtomicU64,
+    tally: Tally,
+}
+
+impl<'a> Driver<'a> {
+    fn new(
+        o: &'a Options,
+        clients: usize,
+        end: Instant,
+        started: &'a AtomicU64,
+        failed: &'a AtomicU64,
+    ) -> Result<Driver<'a>, Error> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| Error {
+            failure: Failure::Other,
+            message: format!("cannot create an epoll set: {e}"),
+        })?;
+        Ok(Driver {
+            o,
+            addr: SockAddr::from(o.addr),
+            epoll,
+            slots: (0..clients).map(|_| None).collect(),
+            active: 0,
+            end,
+            started,
+            failed,
+            tally: Tally::default(),
+        })
+    }
+
+    /// Keeps every slot busy until the end or the shared count is used up,
+    /// then lets the connections in flight finish.
+    fn run(mut self) -> Result<Tally, Error> {
+        for i in 0..self.slots.len() {
+            self.open(i);
         }
-        match exchange(o, &mut buf) {
-            Ok(()) => {
-                let us = t0.elapsed().as_micros();
-                tally.micros.push(u32::try_from(us).unwrap_or(u32::MAX));
+        let mut events = vec![EpollEvent::empty(); self.slots.len().clamp(1, 1024)];
+        let mut next_scan = Instant::now() + SCAN_EVERY;
+        while self.active > 0 {
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(SCAN_MS)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    return Err(Error {
+                        failure: Failure::Other,
+                        message: format!("waiting for connections (epoll_wait): {e}"),
+                    });
+                }
+            };
+            for event in &events[..n] {
+                self.ready(event.data() as usize, event.events());
             }
-            Err(e) => {
-                failed.fetch_add(1, Ordering::Relaxed);
-                tally.errors[e.failure as usize] += 1;
-                tally.first_error.get_or_insert(e.message);
+            let now = Instant::now();
+            if now >= next_scan {
+                self.expire(now);
+                next_scan = now + SCAN_EVERY;
+            }
+        }
+        Ok(self.tally)
+    }
+
+    /// Starts the next connection in slot `i`, if the bounds allow one; a
+    /// connection that fails at once is counted and the next one tried.
+    fn open(&mut self, i: usize) {
+        while self.started.fetch_add(1, Ordering::Relaxed) < self.o.connections {
+            let start = Instant::now();
+            if start >= self.end {
+                return;
+            }
+            match self.connect(i) {
+                Ok(socket) => {
+                    self.slots[i] = Some(Conn {
+                        socket,
+                        start,
+                        deadline: start + self.o.timeout,
+                        connected: false,
+                        answer: Vec::new(),
+                    });
+                    self.active += 1;
+                    return;
+                }
+                Err(e) => self.fail(Error::io(format!("cannot connect to {}", self.o.addr), &e)),
             }
         }
     }
-    tally
+
+    /// A non-blocking socket, connecting, in the epoll set with key `i`.
+    fn connect(&self, i: usize) -> io::Result<Socket> {
+        let socket = Socket::new(
+            Domain::for_address(self.o.addr),
+            Type::STREAM.nonblocking().cloexec(),
+            None,
+        )?;
+        match socket.connect(&self.addr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS as i32) => {}
+            Err(e) => return Err(e),
+        }
+        let interest =
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
+        self.epoll
+            .add(&socket, EpollEvent::new(interest, i as u64))
+            .map_err(io::Error::from)?;
+        Ok(socket)
+    }
+
+    /// Slot `i`'s socket is ready: reads all there is (edge-triggered).
+    fn ready(&mut self, i: usize, flags: EpollFlags) {
+        let Some(conn) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if !conn.connected && flags.contains(EpollFlags::EPOLLOUT) && !flags.contains(EpollFlags::EPOLLERR) {
+            conn.connected = true;
+            conn.deadline = Instant::now() + self.o.timeout;
+        }
+        // The server's FIN is in, so everything before it too: a read that
+        // does not fill the buffer has reached the end (saves a read per
+        // connection).
+        let fin = flags.contains(EpollFlags::EPOLLRDHUP);
+        let mut chunk = [0u8; 4096];
+        let outcome = loop {
+            match (&conn.socket).read(&mut chunk) {
+                Ok(0) => break super::decode(self.o.protocol, &conn.answer).map(drop),
+                Ok(n) if fin && n < chunk.len() && conn.answer.len() + n <= ANSWER_LIMIT => {
+                    conn.answer.extend_from_slice(&chunk[..n]);
+                    break super::decode(self.o.protocol, &conn.answer).map(drop);
+                }
+                Ok(n) if conn.answer.len() + n > ANSWER_LIMIT => {
+                    break Err(Error {
+                        failure: Failure::Malformed,
+                        message: format!(
+                            "the answer from {} is longer than {ANSWER_LIMIT} bytes",
+                            self.o.addr
+                        ),
+                    });
+                }
+                Ok(n) => conn.answer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(io_error(self.o.addr, conn, &e)),
+            }
+        };
+        self.finish(i, outcome);
+    }
+
+    /// Fails the connections past their deadline.
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            if let Some(conn) = &self.slots[i]
+                && conn.deadline <= now
+            {
+                let e = io_error(self.o.addr, conn, &ErrorKind::TimedOut.into());
+                self.finish(i, Err(e));
+            }
+        }
+    }
+
+    /// Closes slot `i`'s connection, counts it, and starts the next.
+    fn finish(&mut self, i: usize, outcome: Result<(), Error>) {
+        let Some(conn) = self.slots[i].take() else {
+            return;
+        };
+        self.active -= 1;
+        let start = conn.start;
+        drop(conn); // the close is part of the latency
+        match outcome {
+            Ok(()) => {
+                let us = start.elapsed().as_micros();
+                self.tally.micros.push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            Err(e) => self.fail(e),
+        }
+        self.open(i);
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.tally.errors[e.failure as usize] += 1;
+        self.tally.first_error.get_or_insert(e.message);
+    }
 }
 
-fn exchange(o: &Options, buf: &mut Vec<u8>) -> Result<(), Error> {
-    let mut stream: TcpStream = super::connect(&[o.addr], o.timeout)?;
-    super::read_to_close(&mut stream, buf, o.timeout)?;
-    super::decode(o.protocol, buf).map(drop)
+/// What went wrong with `conn` to `addr`, named by how far it got.
+fn io_error(addr: SocketAddr, conn: &Conn, e: &io::Error) -> Error {
+    let doing = if conn.connected {
+        format!("reading from {addr}")
+    } else {
+        format!("cannot connect to {addr}")
+    };
+    Error::io(doing, e)
 }
 
 /// The progress line on stderr: rewritten in place on a terminal, one line
@@ -333,6 +568,12 @@ impl Progress {
     }
 }
 
+/// Two driver threads, or one on a single CPU: enough to keep a server busy
+/// while leaving it the most CPU.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
 /// `fortune-client bench`: runs, prints, and says by its status whether
 /// every connection succeeded.
 pub fn run_cli(args: &BenchArgs) -> Result<u8, Error> {
@@ -341,6 +582,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<u8, Error> {
         addr,
         protocol: args.common.protocol,
         clients: args.clients as usize,
+        threads: args.threads.map_or_else(default_threads, |t| t as usize),
         duration: args.duration,
         connections: args.connections,
         timeout: args.common.timeout,

@@ -34,8 +34,9 @@ pub struct ClientCli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Many concurrent clients, each looping connect, read one frame, check
-    /// it, close; bounded by --duration and --connections. Prints
-    /// connections/s, latency percentiles and errors by kind.
+    /// it, close, driven by a few threads; bounded by --duration and
+    /// --connections. Prints connections/s, latency percentiles, errors by
+    /// kind and the client's own CPU per connection.
     Bench(BenchArgs),
 }
 
@@ -71,10 +72,17 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub common: Common,
 
-    /// Concurrent clients (threads).
+    /// Concurrent clients: connections kept in flight, each replaced by the
+    /// next as soon as it ends.
     #[arg(long, short = 'c', value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub clients: u32,
+
+    /// Threads driving the clients, each many non-blocking connections
+    /// (epoll) [default: 2, or 1 on a single CPU].
+    #[arg(long, short = 't', value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: Option<u32>,
 
     /// Seconds to run at most.
     #[arg(long, short = 'd', value_name = "SECS", default_value = "5", value_parser = parse_secs)]

@@ -31,18 +31,19 @@ complete -c fortune-client -n "__fish_fortune_client_needs_command" -l timeout -
 complete -c fortune-client -n "__fish_fortune_client_needs_command" -s n -l count -d 'Fortunes to get, one connection each, printed separated by `%` lines' -r
 complete -c fortune-client -n "__fish_fortune_client_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fortune-client -n "__fish_fortune_client_needs_command" -s V -l version -d 'Print version'
-complete -c fortune-client -n "__fish_fortune_client_needs_command" -a "bench" -d 'Many concurrent clients, each looping connect, read one frame, check it, close; bounded by --duration and --connections. Prints connections/s, latency percentiles and errors by kind'
+complete -c fortune-client -n "__fish_fortune_client_needs_command" -a "bench" -d 'Many concurrent clients, each looping connect, read one frame, check it, close, driven by a few threads; bounded by --duration and --connections. Prints connections/s, latency percentiles, errors by kind and the client\'s own CPU per connection'
 complete -c fortune-client -n "__fish_fortune_client_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l protocol -d 'Framing the server speaks' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
 qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l timeout -d 'Seconds to wait for the connection, and for the whole answer' -r
-complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s c -l clients -d 'Concurrent clients (threads)' -r
+complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s c -l clients -d 'Concurrent clients: connections kept in flight, each replaced by the next as soon as it ends' -r
+complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s t -l threads -d 'Threads driving the clients, each many non-blocking connections (epoll) [default: 2, or 1 on a single CPU]' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s d -l duration -d 'Seconds to run at most' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l connections -d 'Connections to make at most, across all clients' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l idle -d 'Idle connections to open first and hold (never read) while the clients run' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l json -d 'Print the result as one JSON object instead of a table'
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s q -l quiet -d 'No progress line on stderr'
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c fortune-client -n "__fish_fortune_client_using_subcommand help; and not __fish_seen_subcommand_from bench help" -f -a "bench" -d 'Many concurrent clients, each looping connect, read one frame, check it, close; bounded by --duration and --connections. Prints connections/s, latency percentiles and errors by kind'
+complete -c fortune-client -n "__fish_fortune_client_using_subcommand help; and not __fish_seen_subcommand_from bench help" -f -a "bench" -d 'Many concurrent clients, each looping connect, read one frame, check it, close, driven by a few threads; bounded by --duration and --connections. Prints connections/s, latency percentiles, errors by kind and the client\'s own CPU per connection'
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand help; and not __fish_seen_subcommand_from bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
