@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../.."
 DOC=${ADMIN_DOC:-docs/admin.md}
 # The recipes, in the order they run (each starts where the last left off;
 # the troubleshooting ones run while QOTD is on, to heal both sockets).
-RECIPES=(install port port-back own-fortunes reload accept-yes accept-yes-own-fortunes accept-no
+RECIPES=(install port port-back own-fortunes reload accept-yes accept-yes-own-fortunes accept-yes-cheaper accept-no
     qotd-on errors heal reloads qotd-off remove purge)
 
 step() { printf '\n--- %s\n' "$*"; }
@@ -184,6 +184,12 @@ cexec test -s /var/cache/private/fortune-server/lists-v1 || fail "no list cache 
 run_recipe accept-yes-own-fortunes
 fortune | ours || fail "fortune@.service does not serve /srv/fortunes/ours"
 [ "$(show fortune.socket NAccepted)" -ge 3 ] || fail "fortune.socket accepted fewer than 3 connections"
+run_recipe accept-yes-cheaper
+[ "$(show fortune@x.service ProtectKernelTunables)" = no ] || fail "the accept-yes-cheaper drop-in is not in effect"
+exposure=$(sed -n 's/.*Overall exposure level for fortune@x.service: \([0-9.]*\).*/\1/p' "$work/accept-yes-cheaper.out")
+awk -v s="$exposure" 'BEGIN { exit !(s != "" && s <= 0.5) }' || fail "accept-yes-cheaper: exposure '$exposure' above 0.5"
+fortune | ours || fail "fortune@.service with the cheaper sandbox does not serve /srv/fortunes/ours"
+echo "fortune@.service without ProtectKernelTunables=: exposure $exposure"
 
 step "--log-level debug: each connection's peer is a journal field (PEER)"
 drop_in fortune@.service debug <<<$'[Service]\nEnvironment=FORTUNE_LOG_LEVEL=debug'
@@ -285,8 +291,9 @@ provoke() { # EVENT LINE TEXT ARGS...
     drop_out fortune.service "$event"
 }
 # Clients that never close each hold a descriptor while the service waits for
-# them (--timeout); 100 of them exceed 64 descriptors.
-provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64' \
+# them (--timeout); 100 of them exceed 64 descriptors (all from one source: no
+# --max-per-source cap, which would otherwise hold them to 64/8).
+provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64\nEnvironment=FORTUNE_MAX_PER_SOURCE=0' \
     --idle 100 --clients 1 --duration 2 --connections 20
 # One fortune far larger than a socket buffer: a client that never reads
 # keeps a connection busy; with 2 allowed, a few such clients reach the cap.

@@ -4,6 +4,14 @@
 # reload, Accept=yes via the README's drop-in, RFC 865 over TCP and UDP,
 # --idle-exit with a restart by the socket, a clean stop, and the sandbox's
 # `systemd-analyze security` exposure (at most 0.5) for both services.
+# fortune.socket's limits: 200 idle connections from 127.0.0.1 leave a client
+# from 127.0.1.1 served (Accept=yes and no), and a flood through an Accept=yes
+# copy with an unsandboxed template leaves it active (a copy with systemd's
+# default trigger limit, the control, fails under the same flood).
+# With the trigger limit off, an Accept=no copy whose service never takes its
+# connections is stopped by the service's start limit, not left looping.
+# The optional packaging/cheaper-sandbox.conf for fortune@.service: it
+# verifies, serves, and keeps the exposure at most 0.5.
 # Drop-ins move every Listen*= to 127.0.0.1 high ports: nothing listens
 # beyond loopback. With CI=true a missing tool fails the test.
 set -euo pipefail
@@ -66,6 +74,7 @@ root=$(container_rootfs)
 container_boot "$root"
 on_exit() {
     local status=$?
+    [ -z "$holder_pid" ] || kill "$holder_pid" 2>/dev/null || true
     if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
         echo "--- the container's journal (last 60 lines)"
         cexec journalctl --no-pager -n 60 || true
@@ -139,6 +148,70 @@ wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
         sleep 0.1
     done
     fail "$what: not within $secs s"
+}
+
+# fortune.socket's limits (issue 11): idle holders and floods, loopback only.
+CLIENTS=tests/system/lib/clients.py
+holder_pid=
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+fetch_from() { # ADDR PORT: one fortune from 127.0.0.1:PORT, the client bound to ADDR
+    local out
+    out=$(timeout 30 /usr/bin/python3 "$CLIENTS" fetch "$2" --bind "$1") ||
+        fail "a client from $1 got no fortune on port $2"
+    echo "client from $1 served: $out"
+}
+hold_idle() { # PORT N: N connections from 127.0.0.1 that never read or close (60 s at most)
+    local ready
+    ready=$(mktemp -u)
+    /usr/bin/python3 "$CLIENTS" hold "$1" "$2" 60 "$ready" &
+    holder_pid=$!
+    wait_for 30 "$2 idle connections open" test -s "$ready"
+    rm -f "$ready"
+    echo "$2 connections from 127.0.0.1 open, never read (pid $holder_pid)"
+}
+release_idle() {
+    kill "$holder_pid" 2>/dev/null || true
+    wait "$holder_pid" 2>/dev/null || true
+    holder_pid=
+}
+idle_holders_step() { # MODE: with fortune.socket in MODE, 200 idle from one address, then another address
+    local seen
+    taken() { echo $(($(show fortune.socket NAccepted) + $(show fortune.socket NRefused))); }
+    seen=$(taken)
+    hold_idle "$QT" 200
+    if [ "$1" = Accept=yes ]; then
+        # Every one of the 200 went through systemd (served or refused) before the other client comes.
+        all_taken() { [ "$(taken)" -ge $((seen + 200)) ]; }
+        wait_for 30 "systemd took the 200 connections" all_taken
+        local held refused
+        held=$(show fortune.socket NConnections)
+        refused=$(show fortune.socket NRefused)
+        echo "instances held: $held (MaxConnectionsPerSource=$(show fortune.socket MaxConnectionsPerSource)), refused so far: $refused"
+        [ "$held" -le "$(show fortune.socket MaxConnectionsPerSource)" ] ||
+            fail "one address holds $held instances, above MaxConnectionsPerSource"
+    fi
+    fetch_from 127.0.1.1 "$QT"
+    [ "$(show fortune.socket ActiveState)" = active ] || fail "fortune.socket is $(show fortune.socket ActiveState)"
+    release_idle
+}
+flood_units() { # NAME PORT SED: a copy of fortune.socket (Accept=yes, SED applied) as NAME.socket, unsandboxed template
+    local file
+    file=$(mktemp)
+    sed -e "s/^ListenStream=.*/ListenStream=127.0.0.1:$2/" -e 's/^Accept=no$/Accept=yes/' -e "$3" \
+        systemd/fortune.socket >"$file"
+    chmod 644 "$file"
+    cput "$file" "/etc/systemd/system/$1.socket"
+    printf '[Unit]\nCollectMode=inactive-or-failed\n\n[Service]\nExecStart=/usr/bin/fortune-server\n' >"$file"
+    cput "$file" "/etc/systemd/system/$1@.service"
+    rm -f "$file"
+}
+flood() { # NAME PORT: 32 clients looping connect, read, close for 4 s (10000 connections at most)
+    local out
+    out=$(target/release/fortune-client bench "127.0.0.1:$2" -c 32 -d 4 --connections 10000 --timeout 2 --json -q) || true
+    /usr/bin/python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("flood: %d connections in %.1f s, %d served, %d refused %s" % (r["ok"] + r["failed"], r["seconds"], r["ok"], r["failed"], r["errors"]))' "$out"
+    echo "$1.socket: $(show "$1.socket" ActiveState), result $(show "$1.socket" Result), accepted $(show "$1.socket" NAccepted), refused $(show "$1.socket" NRefused)"
 }
 
 step "systemctl start fortune.socket; read a fortune through Qt"
@@ -229,6 +302,82 @@ echo "$cache"
 grep -qx "2 fortunes" <<<"$cache" || fail "the list cache does not list $DIR/fortunes"
 cexec rm /etc/systemd/system/fortune@.service.d/dir.conf
 
+step "Accept=yes: 200 idle connections from 127.0.0.1 do not lock out 127.0.1.1"
+cexec systemctl daemon-reload
+idle_holders_step Accept=yes
+wait_for 20 "fortune@ instances finished" no_instance_left
+
+step "Accept=yes: a flood through a copy of fortune.socket with a fast template leaves the socket active"
+FLOOD=$(free_port)
+CONTROL=$(free_port)
+flood_units fortune-flood "$FLOOD" ''
+# The control: the same copy with systemd's default trigger limit (200 in 2 s).
+flood_units fortune-control "$CONTROL" '/^TriggerLimitBurst=/d'
+cexec systemctl daemon-reload
+cexec systemctl start fortune-control.socket fortune-flood.socket
+flood fortune-control "$CONTROL"
+[ "$(show fortune-control.socket Result)" = trigger-limit-hit ] ||
+    fail "the flood did not trip systemd's default trigger limit: too weak to prove anything"
+flood fortune-flood "$FLOOD"
+[ "$(show fortune-flood.socket ActiveState)" = active ] || fail "the flood took fortune-flood.socket down"
+[ "$(show fortune-flood.socket Result)" = success ] || fail "fortune-flood.socket result: $(show fortune-flood.socket Result)"
+[ "$(show fortune-flood.socket NRefused)" -gt 0 ] || fail "nothing refused: the flood never reached the limits"
+# From 16 addresses, every other connection reset by the client before systemd
+# accepts it (systemd then cannot read its peer: it must drop it, not fail).
+/usr/bin/python3 "$CLIENTS" flood "$FLOOD" 16 3 10000 || fail "the flood from 16 addresses did not run"
+echo "fortune-flood.socket: $(show fortune-flood.socket ActiveState), result $(show fortune-flood.socket Result), accepted $(show fortune-flood.socket NAccepted), refused $(show fortune-flood.socket NRefused)"
+[ "$(show fortune-flood.socket ActiveState)" = active ] || fail "the flood from 16 addresses took fortune-flood.socket down"
+[ "$(show fortune-flood.socket Result)" = success ] || fail "fortune-flood.socket result: $(show fortune-flood.socket Result)"
+flood_done() { [ -z "$(cexec systemctl list-units --plain --no-legend 'fortune-flood@*')" ]; }
+wait_for 20 "fortune-flood@ instances finished" flood_done
+fetch_from 127.0.0.1 "$FLOOD"
+cexec systemctl stop fortune-flood.socket fortune-control.socket
+cexec systemctl reset-failed fortune-control.socket
+
+step "Accept=no without a trigger limit: a service that never takes its connections does not loop"
+# A copy of fortune.socket (Accept=no) whose service exits at once: the pending
+# client triggers it again and again until the service's start limit stops it.
+LOOP=$(free_port)
+file=$(mktemp)
+sed -e "s/^ListenStream=.*/ListenStream=127.0.0.1:$LOOP/" systemd/fortune.socket >"$file"
+chmod 644 "$file"
+cput "$file" /etc/systemd/system/fortune-loop.socket
+printf '[Service]\nExecStart=/bin/true\n' >"$file"
+cput "$file" /etc/systemd/system/fortune-loop.service
+rm -f "$file"
+cexec systemctl daemon-reload
+cexec systemctl start fortune-loop.socket
+hold_idle "$LOOP" 1
+loop_stopped() { [ "$(show fortune-loop.socket Result)" = service-start-limit-hit ]; }
+wait_for 30 "fortune-loop.socket stopped by the service's start limit" loop_stopped
+release_idle
+starts=$(cexec journalctl --no-pager -o cat -u fortune-loop.service | grep -c '^Started ' || true)
+echo "fortune-loop.socket: $(show fortune-loop.socket ActiveState), result $(show fortune-loop.socket Result) after $starts starts"
+[ "$starts" -le 6 ] || fail "fortune-loop.service started $starts times"
+cexec systemctl reset-failed fortune-loop.socket fortune-loop.service
+
+step "Accept=yes with the optional packaging/cheaper-sandbox.conf (docs/admin.md): verified, serves, exposure at most $MAX_EXPOSURE"
+CHEAPER=packaging/cheaper-sandbox.conf
+# docs/admin.md's recipe (run by tests/system/admin.sh) writes the same lines.
+while IFS= read -r line; do
+    grep -qxF -- "$line" docs/admin.md || fail "docs/admin.md's recipe lacks '$line' of $CHEAPER"
+done < <(grep -v '^#' "$CHEAPER")
+# As its header says (the drop-in directory is made by cput).
+cput "$CHEAPER" /etc/systemd/system/fortune@.service.d/cheaper-sandbox.conf
+cexec systemctl daemon-reload
+out=$(cexec systemd-analyze verify --man=no /etc/systemd/system/fortune@.service 2>&1) ||
+    fail "systemd-analyze verify fortune@.service with $CHEAPER: $out"
+[ -z "$out" ] || fail "systemd-analyze verify fortune@.service with $CHEAPER printed: $out"
+[ "$(show fortune@probe.service ProtectKernelTunables)" = no ] || fail "$CHEAPER is not in effect"
+report=$(cexec systemd-analyze security --no-pager fortune@probe.service) || fail "systemd-analyze security failed"
+score=$(echo "$report" | sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+echo "fortune@.service with $CHEAPER: exposure $score"
+awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s <= max) }' ||
+    fail "fortune@.service with $CHEAPER: exposure $score is above $MAX_EXPOSURE"
+scores+=("fortune@probe.service+cheaper-sandbox.conf $score")
+qt_read
+cexec rm /etc/systemd/system/fortune@.service.d/cheaper-sandbox.conf
+
 step "back to Accept=no; start fortune-qotd.socket; RFC 865 over TCP and UDP"
 cexec rm /etc/systemd/system/fortune.socket.d/accept.conf
 cexec systemctl daemon-reload
@@ -258,6 +407,9 @@ echo "one process serves all three sockets: $status"
 for socket in "tcp 127.0.0.1:$QT (qt)" "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0.1:$QOTD (text)"; do
     [[ $status == *"$socket"* ]] || fail "fortune.service does not serve $socket"
 done
+
+step "Accept=no: 200 idle connections from 127.0.0.1 do not lock out 127.0.1.1"
+idle_holders_step Accept=no
 
 step "fortunes from /usr/share/games/fortunes; --idle-exit: exits 0 when idle, the socket starts it again"
 FILE=/usr/share/games/fortunes/fortune-server-test
