@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/system/lib/container.sh
+. tests/system/lib/steps.sh
 
 DOC=${ADMIN_DOC:-docs/admin.md}
 # The recipes, in the order they run (each starts where the last left off;
@@ -24,19 +25,7 @@ DOC=${ADMIN_DOC:-docs/admin.md}
 RECIPES=(install port port-back own-fortunes reload accept-yes accept-yes-own-fortunes accept-yes-cheaper accept-no
     qotd-on errors heal reloads qotd-off remove purge)
 
-step() { printf '\n--- %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-missing() {
-    if [ "${CI:-}" = true ]; then fail "$1 is missing and CI=true: install it (.ci/packages)"; fi
-    echo "SKIPPED: $1 is not installed"
-    exit 0
-}
-for tool in systemd-nspawn debootstrap nsenter cargo rpmbuild dpkg-deb /usr/bin/python3; do
-    command -v "$tool" >/dev/null || missing "$tool"
-done
+require_tools systemd-nspawn debootstrap nsenter cargo rpmbuild dpkg-deb /usr/bin/python3
 [ "$(id -u)" = 0 ] || missing "root (systemd-nspawn needs it)"
 
 step "the recipes of $DOC"

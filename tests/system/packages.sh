@@ -16,18 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 say() { printf '[packages] %s\n' "$*" >&2; }
-fail() {
-    say "FAIL: $*"
-    exit 1
-}
-
-for tool in cargo lintian rpmlint rpm rpmbuild rpm2cpio cpio readelf debootstrap systemd-nspawn nsenter /usr/bin/python3; do
-    if ! command -v "$tool" >/dev/null; then
-        [ "${CI:-}" = true ] && fail "$tool is missing and CI=true: install it (.ci/packages)"
-        say "SKIPPED: $tool is not installed"
-        exit 0
-    fi
-done
+. tests/system/lib/steps.sh
+require_tools cargo lintian rpmlint rpm rpmbuild rpm2cpio cpio readelf debootstrap systemd-nspawn nsenter /usr/bin/python3
 
 . tests/system/lib/container.sh
 

@@ -17,25 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/system/lib/container.sh
+. tests/system/lib/steps.sh
 
 MAX_EXPOSURE=0.5
 BIN=target/release/fortune-server
 UNITS=(fortune.socket fortune.service fortune@.service fortune-qotd.socket)
 
-step() { printf '\n--- %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-missing() {
-    if [ "${CI:-}" = true ]; then fail "$1 is missing and CI=true: install it (.ci/packages)"; fi
-    echo "SKIPPED: $1 is not installed"
-    exit 0
-}
 
-for tool in systemd-nspawn debootstrap nsenter systemd-analyze; do
-    command -v "$tool" >/dev/null || missing "$tool"
-done
+require_tools systemd-nspawn debootstrap nsenter systemd-analyze
 /usr/bin/python3 -c 'import PyQt5.QtNetwork' 2>/dev/null || missing "python3-pyqt5"
 [ "$(id -u)" = 0 ] || missing "root (systemd-nspawn needs it)"
 
