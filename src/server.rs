@@ -10,9 +10,9 @@
 //! parked connections wait too: a peer's close is then noticed late, at
 //! worst by `--timeout`.
 //!
-//! The pool grows when a worker must wait for a slow reader and every other
-//! worker is waiting for one too, up to `--max-connections`; idle extras
-//! retire. At the cap nobody accepts, so new clients wait in the kernel's
+//! One worker serves everyone while no client is slow to read. The pool
+//! grows when a worker must wait for a slow reader and every other worker
+//! is waiting for one too, up to `--max-connections`; idle extras retire. At the cap nobody accepts, so new clients wait in the kernel's
 //! backlog.
 //!
 //! Stopping serves every client whose handshake completed, including those
@@ -43,8 +43,12 @@ use crate::sockets::{Listener, Stream};
 use crate::sources::{SourceSlot, Sources};
 use crate::wire::Protocol;
 
-/// Workers kept waiting even when idle, so a new client never waits for a spawn.
-const SPARE_WORKERS: usize = 2;
+/// Workers kept even when idle: one, so that a new client does not wait for
+/// a thread to start, and only one, because two taking turns at the same
+/// listeners cost each connection half as much CPU again (wake-ups, and the
+/// listener and its clients moving between CPUs; bench/server-syscalls.md).
+/// Another starts as soon as this one must wait for a slow reader.
+const SPARE_WORKERS: usize = 1;
 /// An idle worker beyond the spares retires after this long without a client.
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
 /// Pause after the process ran out of descriptors before accepting again.
