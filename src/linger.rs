@@ -43,10 +43,12 @@ const DRAIN_PER_ROUND: usize = 64 * 1024;
 pub const FIRST_KEY: u64 = 1 << 32;
 
 /// How long a parked connection is left unwatched before it is registered
-/// in epoll: long enough for a client on the same network to read and
-/// close, short enough that a worker left without new clients looks again
-/// soon (its wait is bounded by it).
-pub const WATCH_AFTER: Duration = Duration::from_millis(5);
+/// in epoll: long enough for a busy client on the same network to read and
+/// close (at 5 ms, 17 to 58 % of the connections from 256 clients on loopback
+/// were registered), short enough that a worker left without new clients
+/// looks again soon (its wait is bounded by it) and descriptors whose peer
+/// has gone are not held long.
+pub const WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// No slot: the end of the list.
 const NIL: usize = usize::MAX;
