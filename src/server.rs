@@ -12,8 +12,8 @@
 //!
 //! One worker serves everyone while no client is slow to read. The pool
 //! grows when a worker must wait for a slow reader and every other worker
-//! is waiting for one too, up to `--max-connections`; idle extras retire. At the cap nobody accepts, so new clients wait in the kernel's
-//! backlog.
+//! is waiting for one too, up to `--max-connections`; idle extras retire.
+//! At the cap nobody accepts, so new clients wait in the kernel's backlog.
 //!
 //! Stopping serves every client whose handshake completed, including those
 //! still queued in the backlog, and waits (bounded by `--timeout`) for their
