@@ -3,14 +3,17 @@
 //! its own epoll set holding every listening socket (`EPOLLEXCLUSIVE`: a new
 //! client wakes one waiting worker, not all) and its own connections waiting
 //! for their peer to close ([`crate::linger`]), so one `epoll_wait` returns
-//! both, and no lock is taken on the way of a connection. While a worker
-//! waits for a slow reader its parked connections wait too: a peer's close
-//! is then noticed late, at worst by `--timeout`.
+//! both, and no lock is taken on the way of a connection. A connection
+//! whose peer closes promptly is not registered at all: the worker looks
+//! for its close when it comes around after accepting, or at the latest
+//! [`linger::WATCH_AFTER`] later. While a worker waits for a slow reader its
+//! parked connections wait too: a peer's close is then noticed late, at
+//! worst by `--timeout`.
 //!
-//! The pool grows when a worker must wait for a slow reader and every other
-//! worker is waiting for one too, up to `--max-connections`; idle extras
-//! retire. At the cap nobody accepts, so new clients wait in the kernel's
-//! backlog.
+//! One worker serves everyone while no client is slow to read. The pool
+//! grows when a worker must wait for a slow reader and every other worker
+//! is waiting for one too, up to `--max-connections`; idle extras retire.
+//! At the cap nobody accepts, so new clients wait in the kernel's backlog.
 //!
 //! Stopping serves every client whose handshake completed, including those
 //! still queued in the backlog, and waits (bounded by `--timeout`) for their
@@ -40,8 +43,12 @@ use crate::sockets::{Listener, Stream};
 use crate::sources::{SourceSlot, Sources};
 use crate::wire::Protocol;
 
-/// Workers kept waiting even when idle, so a new client never waits for a spawn.
-const SPARE_WORKERS: usize = 2;
+/// Workers kept even when idle: one, so that a new client does not wait for
+/// a thread to start, and only one, because two taking turns at the same
+/// listeners cost each connection half as much CPU again (wake-ups, and the
+/// listener and its clients moving between CPUs; bench/server-syscalls.md).
+/// Another starts as soon as this one must wait for a slow reader.
+const SPARE_WORKERS: usize = 1;
 /// An idle worker beyond the spares retires after this long without a client.
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
 /// Pause after the process ran out of descriptors before accepting again.
@@ -231,12 +238,7 @@ impl Server {
     }
 
     /// Accepts and serves up to a batch of clients from one listener.
-    fn accept_some<'a>(
-        self: &'a Arc<Self>,
-        index: usize,
-        epoll: &Epoll,
-        linger: &mut Linger<Riders<'a>>,
-    ) -> Backlog {
+    fn accept_some<'a>(self: &'a Arc<Self>, index: usize, linger: &mut Linger<Riders<'a>>) -> Backlog {
         let (listener, protocol) = &self.config.listeners[index];
         for _ in 0..ACCEPT_BATCH {
             let e = match listener.accept() {
@@ -246,7 +248,7 @@ impl Server {
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
-                    self.serve(stream, peer, *protocol, epoll, linger);
+                    self.serve(stream, peer, *protocol, linger);
                     continue;
                 }
                 Err(e) => e,
@@ -276,10 +278,10 @@ impl Server {
 
     /// Serves what is queued on every listener, until the queues are empty
     /// (true) or the stop deadline, or descriptors run out (false).
-    fn drain<'a>(self: &'a Arc<Self>, epoll: &Epoll, linger: &mut Linger<Riders<'a>>) -> bool {
+    fn drain<'a>(self: &'a Arc<Self>, linger: &mut Linger<Riders<'a>>) -> bool {
         for index in 0..self.config.listeners.len() {
             loop {
-                match self.accept_some(index, epoll, linger) {
+                match self.accept_some(index, linger) {
                     Backlog::Empty => break,
                     Backlog::More if self.stop_by.get().is_none_or(|&d| Instant::now() < d) => {}
                     Backlog::More | Backlog::Full => return false,
@@ -331,7 +333,6 @@ impl Server {
         stream: Stream,
         peer: Option<SocketAddr>,
         protocol: Protocol,
-        epoll: &Epoll,
         linger: &mut Linger<Riders<'a>>,
     ) {
         // Over its source's share: admit counted and logged it; returning closes it.
@@ -355,7 +356,7 @@ impl Server {
                 Ok(()) => {
                     log::debug!(peer = stream.peer(); "{}: served", stream.peer());
                     stats.served.fetch_add(1, Ordering::Relaxed);
-                    linger.park(epoll, stream, (active, slot));
+                    linger.park(stream, (active, slot));
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -418,14 +419,14 @@ impl Worker {
         let mut retire_at = Instant::now() + RETIRE_AFTER;
         loop {
             let now = Instant::now();
-            let next_close = linger.expire(now);
+            let next_close = linger.tend(&epoll, now);
             let wake_at = if stopping {
                 if server.stop_by.get().is_some_and(|&d| now >= d) {
                     return; // dropping what still lingers
                 }
                 if listening
                     && server.last_accept.get().is_some_and(|&t| now >= t)
-                    && server.drain(&epoll, &mut linger)
+                    && server.drain(&mut linger)
                 {
                     listening = false;
                     for (listener, _) in &server.config.listeners {
@@ -446,7 +447,7 @@ impl Worker {
                     // A wake-up for a new client (EPOLLEXCLUSIVE wakes one
                     // waiter only) may have come to this worker as its wait
                     // timed out: take what is queued before going.
-                    if server.drain(&epoll, &mut linger) && linger.is_empty() && self.retire() {
+                    if server.drain(&mut linger) && linger.is_empty() && self.retire() {
                         return;
                     }
                     retire_at = now + RETIRE_AFTER;
@@ -477,7 +478,7 @@ impl Worker {
                         let _ = epoll.delete(&server.wake);
                     }
                     key if key < WAKE => {
-                        server.accept_some(key as usize, &epoll, &mut linger);
+                        server.accept_some(key as usize, &mut linger);
                         retire_at = Instant::now() + RETIRE_AFTER;
                     }
                     _ => {}
