@@ -90,15 +90,6 @@ show() { cexec systemctl show -P "$2" "$1"; }
 # Runs a host program in the container's network namespace.
 innet() { nsenter -t "$CONTAINER_PID" -n "$@"; }
 fortune() { cexec fortune-client --timeout 10 "$@"; }
-wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
-    local secs=$1 what=$2
-    shift 2
-    for _ in $(seq $((secs * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    fail "$what: not within $secs s"
-}
 refused() { # PORT: nothing listens on TCP PORT in the container
     innet /usr/bin/python3 -c "
 import socket, sys

@@ -129,15 +129,6 @@ qt_read() {
     echo "Qt read: $out"
     fortune=$out
 }
-wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds
-    local secs=$1 what=$2
-    shift 2
-    for _ in $(seq $((secs * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    fail "$what: not within $secs s"
-}
 
 # fortune.socket's limits (issue 11): idle holders and floods, loopback only.
 CLIENTS=tests/system/lib/clients.py
