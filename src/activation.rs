@@ -6,8 +6,10 @@
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
 use nix::sys::stat::{SFlag, fstat};
 
@@ -230,15 +232,23 @@ pub fn activate(inetd: bool, listen: &[SocketAddr]) -> Result<Activation, Activa
     })
 }
 
-/// At most this many queued connections (and datagrams) per socket are refused.
+/// At most this many queued connections (and datagrams) per socket are
+/// refused in one round.
 const REFUSE_AT_MOST: usize = 4096;
 
+/// How long a service that cannot start goes on refusing clients before it
+/// exits: longer than systemd's default start limit allows between starts
+/// (5 in 10 s), so clients that keep coming while the configuration is
+/// broken start it at most every 3 s and never fail the sockets.
+pub const REFUSE_FOR: Duration = Duration::from_secs(3);
+
 impl Activation {
-    /// Before exiting on an error: closes the connections waiting on
-    /// inherited listening sockets and drops the datagrams waiting on
-    /// inherited UDP ones. Left queued, they make systemd start the service
-    /// again at once, to fail the same way until the start limit fails the
-    /// sockets too; refused, the next start waits for the next client.
+    /// Before exiting on an error: for [`REFUSE_FOR`], closes the
+    /// connections arriving on inherited listening sockets and drops the
+    /// datagrams arriving on inherited UDP ones. Left queued, they would make
+    /// systemd start the service again at once, to fail the same way until
+    /// the start limit fails the sockets too. Sockets bound here (`--listen`)
+    /// die with the process: nothing to do for them.
     pub fn refuse_pending(&self) {
         let Activation::Listening {
             listeners,
@@ -248,19 +258,44 @@ impl Activation {
         else {
             return;
         };
-        for Named { socket, .. } in listeners {
-            if socket.set_nonblocking(true).is_ok() {
+        let listeners: Vec<&Listener> = listeners
+            .iter()
+            .map(|named| &named.socket)
+            .filter(|socket| socket.set_nonblocking(true).is_ok())
+            .collect();
+        let datagrams: Vec<&UdpSocket> = datagrams
+            .iter()
+            .map(|named| &named.socket)
+            .filter(|socket| socket.set_nonblocking(true).is_ok())
+            .collect();
+        let deadline = Instant::now() + REFUSE_FOR;
+        let mut byte = [0u8; 1];
+        loop {
+            for socket in &listeners {
                 (0..REFUSE_AT_MOST)
                     .map_while(|_| socket.accept().ok())
                     .for_each(drop);
             }
-        }
-        let mut byte = [0u8; 1];
-        for Named { socket, .. } in datagrams {
-            if socket.set_nonblocking(true).is_ok() {
+            for socket in &datagrams {
                 (0..REFUSE_AT_MOST)
                     .map_while(|_| socket.recv(&mut byte).ok())
                     .for_each(drop);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut fds: Vec<PollFd<'_>> = listeners
+                .iter()
+                .map(|socket| socket.as_fd())
+                .chain(datagrams.iter().map(|socket| socket.as_fd()))
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
+            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            if let Err(e) = poll(&mut fds, wait)
+                && e != Errno::EINTR
+            {
+                return;
             }
         }
     }

@@ -875,6 +875,7 @@ fn one_source_cannot_hold_every_descriptor() {
     let _serial = serial();
     const CAP: usize = 50;
     const HOGS: usize = 3 * CAP;
+    const OTHER_NETS: u8 = 3;
     let notify = util::NotifySocket::new();
     let (server, addr) = start(
         Cmd::server()
@@ -895,7 +896,7 @@ fn one_source_cannot_hold_every_descriptor() {
     let workers = server.threads() - 1;
     let started = Instant::now();
     let mut others = Tally::default();
-    for net in 1..=3 {
+    for net in 1..=OTHER_NETS {
         others.add(
             util::connect_from([127, 0, net, 1].into(), addr)
                 .map(|mut s| read_frame(&mut s, Duration::from_secs(10)))
@@ -938,10 +939,14 @@ fn one_source_cannot_hold_every_descriptor() {
         ),
     );
     // accept(2) makes the descriptor before the source is known: one being
-    // refused per worker (every thread but the main one) may add to the cap.
+    // refused per worker (every thread but the main one) may add to the cap;
+    // and the other networks' clients, served, are closed when the worker
+    // next looks (a served connection's close is noticed late, see linger).
+    let others_held = OTHER_NETS as usize;
     assert!(
-        most <= idle_fds + CAP + workers,
-        "the service held {most} descriptors: more than {idle_fds} + {CAP} (+ {workers} being refused)\n{}",
+        most <= idle_fds + CAP + workers + others_held,
+        "the service held {most} descriptors: more than {idle_fds} + {CAP} (+ {workers} being refused, \
+         + {others_held} of other networks)\n{}",
         done.report()
     );
     assert_eq!(held, idle_fds + CAP, "the cap's worth of clients is held");

@@ -23,7 +23,7 @@ fn py(setup: &str) -> Option<Finished> {
         return None;
     }
     let script = format!(
-        "import os, socket, sys\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
+        "import os, socket, sys, time\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
          for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))): os.set_inheritable(fd, True)\n\
          os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
     );
@@ -220,20 +220,25 @@ fn result_file(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A client waiting on the passed socket when the server cannot start, with
-/// the socket kept open elsewhere as systemd keeps it: the server closes the
-/// connection before it exits (left queued, it would make systemd start the
-/// service again at once, until the start limit fails the socket).
+/// A client waiting on the passed socket when the server cannot start, and
+/// one arriving a second later, with the socket kept open elsewhere as
+/// systemd keeps it: the server closes both before it exits (left queued,
+/// each would make systemd start the service again at once, until the start
+/// limit fails the socket); it goes on refusing for `REFUSE_FOR` first, so
+/// that clients that keep coming start it at most that often.
 fn waiting_client_after(variable: &str, value: &str, code: u8) {
     let result = result_file(&format!("waiting-{code}"));
     let Some(done) = py(&format!(
         "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
          c = socket.create_connection(l.getsockname())\n\
          if os.fork() == 0:\n\
-         \x20   c.settimeout(5)\n\
-         \x20   try: r = 'closed' if c.recv(100) == b'' else 'data'\n\
-         \x20   except Exception as e: r = type(e).__name__\n\
-         \x20   open({result:?}, 'w').write(r); os._exit(0)\n\
+         \x20   def seen(c):\n\
+         \x20       c.settimeout(5)\n\
+         \x20       try: return 'closed' if c.recv(100) == b'' else 'data'\n\
+         \x20       except Exception as e: return type(e).__name__\n\
+         \x20   first = seen(c); time.sleep(1)\n\
+         \x20   later = seen(socket.create_connection(l.getsockname()))\n\
+         \x20   open({result:?}, 'w').write(f'{{first}}, {{later}}'); os._exit(0)\n\
          c.close()\nos.dup2(l.fileno(), 3)\nenv['LISTEN_FDS'] = '1'\nenv[{variable:?}] = {value:?}",
         result = result.display().to_string(),
     )) else {
@@ -242,8 +247,8 @@ fn waiting_client_after(variable: &str, value: &str, code: u8) {
     done.assert_code(code.into());
     assert_eq!(
         client_saw(&result, &done),
-        "closed",
-        "the waiting client, after {variable}={value}"
+        "closed, closed",
+        "the waiting client and one a second later, after {variable}={value}"
     );
 }
 
