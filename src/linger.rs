@@ -53,6 +53,12 @@ pub const WATCH_AFTER: Duration = Duration::from_millis(20);
 /// No slot: the end of the list.
 const NIL: usize = usize::MAX;
 
+/// Connections one call of [`Linger::tend`] checks or registers at most,
+/// beyond those whose time is up: thousands of idle clients that became due
+/// together are registered a batch at a time, between accepts, instead of in
+/// one pause that new clients would wait out.
+const TEND_BATCH: usize = 64;
+
 /// Slots kept allocated once all are free again, so that a burst's peak
 /// does not stay resident.
 const KEEP_SLOTS: usize = 1024;
@@ -153,8 +159,8 @@ impl<T> Linger<T> {
 
     /// Closes the connections whose time is up, then those unwatched whose
     /// peer has closed; registers in `epoll` those unwatched for
-    /// [`WATCH_AFTER`]. Returns when to come again: the next deadline or
-    /// promotion.
+    /// [`WATCH_AFTER`], [`TEND_BATCH`] at most. Returns when to come again:
+    /// the next deadline or promotion, or now if the batch ran out.
     pub fn tend(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
         while let Some(p) = self.get(self.oldest) {
             if p.since + self.timeout > now {
@@ -163,7 +169,12 @@ impl<T> Linger<T> {
             log::debug!("{}: did not close within the timeout; closing", p.stream.peer());
             self.close(self.oldest);
         }
+        let mut batch = TEND_BATCH;
         while let Some(slot) = self.slots.get_mut(self.unwatched) {
+            if batch == 0 {
+                return Some(now); // the rest after a look at new clients
+            }
+            batch -= 1;
             let (index, newer) = (self.unwatched, slot.newer);
             let Some(p) = slot.parked.as_mut() else { break };
             if drained_to_end(&mut p.stream, &mut self.sink) {
