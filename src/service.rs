@@ -250,11 +250,13 @@ fn serving_text(store: &Store, described: &[String]) -> String {
 /// before the collection is loaded. systemd's default soft limit (1024) is
 /// far below its hard limit, and we never use select(2).
 pub fn raise_fd_limit() {
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        log::debug!("cannot raise the descriptor limit to {hard}: {e}");
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            log::debug!("cannot raise the descriptor limit to {hard}: {e}");
+        }
     }
 }
 
