@@ -1,5 +1,6 @@
 //! The fortunes: the built-in Qt seven or fortune-mod collections.
 //!
+//! [`builtin`]: the seven Qt fortunes (BSD-3-Clause, as Qt's example);
 //! [`load`]: what the admin named, listed and opened ([`Selection`],
 //! [`Opening`], [`LoadError`]); [`disk`]: reading files and their indexes
 //! safely, within documented caps; [`store`]: a loaded collection, entry `n`
@@ -7,6 +8,7 @@
 //! pick; [`strfile`] and [`text`]: the pure parsers; [`daily`]: the quote of
 //! the day; [`lists`]: the directory lists cached for one-connection processes.
 
+pub mod builtin;
 pub mod daily;
 pub mod disk;
 pub mod lists;
@@ -16,18 +18,8 @@ pub mod store;
 pub mod strfile;
 pub mod text;
 
+pub use builtin::BUILTIN;
 pub use disk::{EntryError, MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
 pub use live::Live;
 pub use load::{LoadError, Opening, Problem, Selection};
 pub use store::Store;
-
-/// The seven fortunes of Qt's Threaded Fortune Server example, verbatim.
-pub const BUILTIN: [&str; 7] = [
-    "You've been leading a dog's life. Stay off the furniture.",
-    "You've got to think about tomorrow.",
-    "You will be surprised by a loud noise.",
-    "You will feel hungry again in another hour.",
-    "You might have mail.",
-    "You cannot kill time without injuring eternity.",
-    "Computers are not intelligent. They only think they are.",
-];
