@@ -291,11 +291,10 @@ impl Loader<'_> {
             });
             // Without --offensive, off/ only counts when the directory holds nothing else.
             let off = dir.join("off");
-            if self.offensive
-                && let Ok(meta) = std::fs::metadata(&off)
-                && meta.is_dir()
-            {
-                self.add_dir(&off, &meta)?;
+            if self.offensive {
+                if let Some(meta) = std::fs::metadata(&off).ok().filter(|meta| meta.is_dir()) {
+                    self.add_dir(&off, &meta)?;
+                }
             }
             return Ok(0);
         }
@@ -361,10 +360,8 @@ impl Loader<'_> {
             self.sources.push(Source::opened(path, opened.content));
         }
         let settled = stamp.settled(std::time::SystemTime::now());
-        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key)
-            && settled
-            && !files.is_empty()
-        {
+        let listed = listed.filter(|files| settled && !files.is_empty());
+        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key) {
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,

@@ -176,7 +176,7 @@ impl Store {
                 Err(e) => (Content::Refused(e.to_string()), true),
             }
         };
-        if listing_wrong && let Some(dir) = &self.list_cache {
+        if let (true, Some(dir)) = (listing_wrong, &self.list_cache) {
             lists::drop_stale(dir);
         }
         content
