@@ -246,7 +246,7 @@ fn serving_text(store: &Store, described: &[String]) -> String {
 }
 
 /// Lingering clients each hold a descriptor (so do `fortune-client bench
-/// --idle` ones), and so do the fortune files (`fortunes::load`): raised
+/// --idle` ones), and so do the fortune files (`fortunes::limits`): raised
 /// before the collection is loaded. systemd's default soft limit (1024) is
 /// far below its hard limit, and we never use select(2).
 pub fn raise_fd_limit() {
