@@ -327,19 +327,7 @@ pub fn entry(window: &[u8], at_start: bool, at_end: bool, delimiter: u8) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What Debian's strfile wrote for "a\n%\nbc\n%\n" (checked with xxd).
-    const DAT: [u8; 36] = [
-        0, 0, 0, 2, // version
-        0, 0, 0, 2, // 2 entries
-        0, 0, 0, 3, // longest: "bc\n"
-        0, 0, 0, 2, // shortest: "a\n"
-        0, 0, 0, 0, // flags
-        b'%', 0, 0, 0, // delimiter, pad
-        0, 0, 0, 0, // entry 0
-        0, 0, 0, 4, // entry 1
-        0, 0, 0, 9, // end of file
-    ];
+    use crate::fortunes::fixture::DAT;
 
     #[test]
     fn header_fields() {
