@@ -219,7 +219,7 @@ impl Server {
         // If the thread cannot start, the closure, hence the worker, is dropped: counted out.
         std::thread::Builder::new()
             .name("worker".into())
-            .stack_size(crate::THREAD_STACK)
+            .stack_size(crate::limits::THREAD_STACK)
             .spawn(move || worker.run())
             .map(|_| true)
             .inspect_err(|e| log::warn!("cannot start another worker thread: {e}"))
