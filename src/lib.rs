@@ -42,7 +42,7 @@ pub use error::{Cause, Error, exit};
 
 /// Everything `main` does after parsing the command line (and starting
 /// logging, [`logging::init`]).
-pub fn run(cli: cli::Cli) -> Result<(), Error> {
+pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
     // Adopt (and unset LISTEN_*) before any thread starts.
     let activation = activation::activate(cli.inetd, &cli.listen)?;
     let cache_dir = cli.cache_dir();
