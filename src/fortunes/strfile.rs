@@ -239,7 +239,8 @@ pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<S
         }
     }
     let ordered = header.in_file_order();
-    if ordered && let Some(entry) = offsets.windows(2).position(|w| w[1] < w[0]) {
+    let misplaced = ordered.then(|| offsets.windows(2).position(|w| w[1] < w[0]));
+    if let Some(Some(entry)) = misplaced {
         return Err(IndexError::Unordered {
             entry: entry as u32 + 1,
         });

@@ -244,9 +244,7 @@ impl Running {
     /// Waits for exit, up to `limit`; then kills.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let status = self.exited_within(limit);
-        if status.is_none()
-            && let Some(child) = self.child.as_mut()
-        {
+        if let (None, Some(child)) = (status, self.child.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -761,9 +759,7 @@ impl UdpSpy {
             let Ok(n) = (&self.0).read(&mut buf) else {
                 continue;
             };
-            if let Some(seen) = parse_ipv4_udp(&buf[..n])
-                && wanted(&seen)
-            {
+            if let Some(seen) = parse_ipv4_udp(&buf[..n]).filter(|seen| wanted(seen)) {
                 kept.push(seen);
             }
         }
