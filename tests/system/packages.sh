@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The packages, for real. Builds the .deb, the source RPM and the .rpm
 # (packaging/build), lints them (lintian on the .deb; rpmlint on the spec, the
-# .src.rpm and the .rpm: no error, no warning, only the overrides of
-# packaging/rpm/fortune-server.rpmlintrc, each saying why), then in a booted
+# .src.rpm and the .rpm: no error, no warning, with packaging/rpm/rpmlint.toml:
+# Fedora's policy, each override saying why), then in a booted
 # Debian 12 systemd container:
 #   .deb: apt install (recommends not yet) -> fortune.socket enabled,
 #         listening, the Qt reader gets a built-in fortune; apt install
@@ -52,10 +52,10 @@ say "lintian $(basename "$deb")"
 lintian --fail-on error,warning --display-info --pedantic "$deb" >&2 ||
     fail "lintian reports errors or warnings (above)"
 rpm2cpio "$srpm" | (cd "$work" && cpio -id --quiet fortune-server.spec)
-# No error, no warning: rpmlint FILE... (the overrides of the rpmlintrc only).
+# No error, no warning: rpmlint FILE... (Fedora's policy: rpmlint.toml).
 rpmlint_clean() {
     say "rpmlint ${*##*/}"
-    rpmlint -r packaging/rpm/fortune-server.rpmlintrc "$@" >"$work/rpmlint.log" 2>&1 || true
+    rpmlint -c packaging/rpm/rpmlint.toml "$@" >"$work/rpmlint.log" 2>&1 || true
     cat "$work/rpmlint.log" >&2
     grep -q ' 0 errors, 0 warnings' "$work/rpmlint.log" || fail "rpmlint reports errors or warnings (above)"
 }
