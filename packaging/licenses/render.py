@@ -55,9 +55,22 @@ with open(dependencies_out, "w", encoding="utf-8") as f:
 
 
 def dep5(expression):
-    """SPDX to DEP-5 syntax: lower-case operators, exceptions spelled out."""
+    """SPDX to DEP-5 syntax: lower-case operators, exceptions spelled out,
+    "(A OR B) AND C" as "A or B, and C" (DEP-5 has no parentheses)."""
+    expression = re.sub(r"^\((.+)\) AND (.+)$", r"\1, AND \2", expression)
     expression = re.sub(r" WITH ([A-Za-z0-9.]+)-exception", r" with \1 exception", expression)
     return expression.replace(" OR ", " or ").replace(" AND ", " and ")
+
+
+def crate_file_text(crate, licence):
+    """The text of LICENCE in the crate's own files (cargo-about gives the
+    texts of the licences it chose, not of every alternative)."""
+    folder = os.path.dirname(crate["package"]["manifest_path"])
+    for name in sorted(os.listdir(folder)):
+        if licence.lower() in name.lower() and os.path.isfile(os.path.join(folder, name)):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                return f.read()
+    return None
 
 
 def paragraph(text):
@@ -69,9 +82,19 @@ def paragraph(text):
 with open(os.path.join(here, "copyright.in"), encoding="utf-8") as f:
     out = [f.read().rstrip("\n")]
 named = {"MIT", "Apache-2.0"}
+# A crate's copyright holders: the copyright lines of its licence files, else
+# its authors.
+notices = {}
+for licence in about["licenses"]:
+    lines = [line.strip() for line in licence["text"].splitlines() if re.match(r"\s*Copyright\b", line)]
+    for user in licence["used_by"]:
+        notices.setdefault(user["crate"]["name"], []).extend(lines)
 for c in crates:
     authors = [re.sub(r"\s+", " ", a) for a in c["package"].get("authors") or []]
-    holders = "\n ".join(authors) if authors else f"the {c['package']['name']} authors"
+    holders = list(dict.fromkeys(re.sub(r"^Copyright\s*(\([cC]\)|©)?\s*", "", line)
+                                 for line in notices.get(c["package"]["name"], [])))
+    holders = holders or authors or [f"the {c['package']['name']} developers"]
+    holders = "\n ".join(holders)
     out.append(f"Files: vendor/{c['package']['name']}/*\n"
                f"Copyright: {holders}\n"
                f"License: {dep5(c['license'])}\n"
@@ -93,13 +116,11 @@ out.append("License: Apache-2.0\n" + paragraph(
     "License at http://www.apache.org/licenses/LICENSE-2.0\n\n"
     "On Debian systems, the complete text of the Apache License, Version 2.0 can be\n"
     "found in \"/usr/share/common-licenses/Apache-2.0\"."))
-for exception in sorted(set(re.findall(r"WITH ([A-Za-z0-9.-]+)", " ".join(c["license"] for c in crates)))):
-    name = exception.replace("-exception", "")
-    out.append(f"License: Apache-2.0 with {name} exception\n" + paragraph(
-        texts.get(f"Apache-2.0 WITH {exception}", f"Apache-2.0 with the {exception} (SPDX).")))
 for licence in sorted(named - {"MIT", "Apache-2.0"}):
-    if licence not in texts:
-        sys.exit(f"cargo-about found no text of {licence}")
-    out.append(f"License: {licence}\n" + paragraph(texts[licence]))
+    text = texts.get(licence) or next(
+        (t for c in crates if licence in c["license"] for t in [crate_file_text(c, licence)] if t), None)
+    if text is None:
+        sys.exit(f"no text of {licence}: neither cargo-about nor the crates' files have one")
+    out.append(f"License: {licence}\n" + paragraph(text))
 with open(copyright_out, "w", encoding="utf-8") as f:
     f.write("\n\n".join(out) + "\n")

@@ -86,9 +86,9 @@ mkdir -p "$work/trixie/fortune-server-$version/.cargo"
 printf '[source.crates-io]\nreplace-with = "vendored-sources"\n[source.vendored-sources]\ndirectory = "vendor"\n' \
     >"$work/trixie/fortune-server-$version/.cargo/config.toml"
 # --volatile=overlay: the cached rootfs stays as it is.
-systemd-nspawn --quiet --register=no --volatile=overlay --private-network -D "$root" \
+systemd-nspawn --quiet --register=no --keep-unit --volatile=overlay --private-network -D "$root" \
     --bind="$work/trixie:/build" --chdir="/build/fortune-server-$version" \
-    -E HOME=/build -E CARGO_HOME=/build/cargo-home -E PATH=/usr/bin:/bin \
+    -E HOME=/build -E CARGO_HOME=/build/cargo-home -E CARGO_TERM_COLOR=never -E PATH=/usr/bin:/bin \
     sh -c 'rustc --version && cargo --version && cargo build --offline --locked --all-targets' \
     >"$work/trixie-build.log" 2>&1 || { tail -n 60 "$work/trixie-build.log" >&2; fail "Debian 13's cargo could not build it"; }
 grep -E '^(rustc|cargo) ' "$work/trixie-build.log"
