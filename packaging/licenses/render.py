@@ -24,16 +24,43 @@ OWN = ["MIT OR Apache-2.0", "BSD-3-Clause"]
 crates = sorted(about["crates"], key=lambda c: (c["package"]["name"], c["package"]["version"]))
 
 
-def grouped(expression):
-    """An SPDX expression as one term of an AND: parenthesised if compound."""
-    return f"({expression})" if re.search(r" (OR|AND) ", expression) else expression
+def wrapped(part):
+    """Whether PART is one parenthesised expression: "(A OR B)", not "(A) AND (B)"."""
+    depth = 0
+    for i, char in enumerate(part):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i < len(part) - 1:
+            return False
+    return part.startswith("(") and part.endswith(")")
 
 
+def top_level(expression, operator):
+    """EXPRESSION split at OPERATOR outside parentheses, each part unwrapped."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(expression):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and expression.startswith(f" {operator} ", i):
+            parts.append(expression[start:i])
+            start = i + len(operator) + 2
+    parts.append(expression[start:])
+    out = []
+    for part in (p.strip() for p in parts):
+        while wrapped(part):
+            part = part[1:-1].strip()
+        out.append(part)
+    return out
+
+
+# The whole: every AND term of every expression once, an OR's choices sorted
+# ("MIT OR Apache-2.0" and "Apache-2.0 OR MIT" are one term).
 terms = []
 for expression in OWN + [c["license"] for c in crates]:
-    if expression not in terms:
-        terms.append(expression)
-whole = " AND ".join(grouped(t) for t in terms)
+    for term in top_level(expression, "AND"):
+        choices = top_level(term, "OR")
+        term = " OR ".join(sorted(choices)) if len(choices) > 1 else term
+        if term not in terms:
+            terms.append(term)
+whole = " AND ".join(f"({t})" if " OR " in t else t for t in terms)
 
 lines = [
     "# The crates linked into fortune-server's binaries and their licences,",
