@@ -221,3 +221,37 @@ fn max_entry_admits_exactly_its_length_indexed_or_not() {
         }
     }
 }
+
+#[test]
+fn a_member_the_service_cannot_read_is_left_out() {
+    // The service as nobody; the member root's and 0600.
+    if !util::require_root() || !util::require("setpriv") {
+        return;
+    }
+    let dir = dir_with(&[]);
+    indexed_file(&dir, "good", &["good one", "good two"]);
+    indexed_file(&dir, "private", &["private one"]);
+    std::fs::set_permissions(
+        dir.join("private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let addr = loopback(free_port());
+    let server = Cmd::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            util::SERVER,
+        ])
+        .args(["--listen", &addr.to_string(), "--fortunes", utf8(&dir)])
+        .spawn();
+    server.wait_for_log("Serving");
+    let good: HashSet<String> = ["good one", "good two"].map(String::from).into();
+    assert!(good.contains(&fetch(addr)), "{}", server.stderr());
+    let log = server.stop().assert_code(0).stderr.clone();
+    assert_eq!(served_count(&log, "Serving "), 2, "{log}");
+    assert_eq!(log.matches("Permission denied").count(), 1, "{log}");
+}
