@@ -622,7 +622,7 @@ fn stop_drains_the_backlog_past_clients_that_left() {
             .args(["--max-connections", "1", "--timeout", "10", "--max-entry"])
             .arg(chars.to_string())
             .arg("--fortunes")
-            .arg(fortunes),
+            .arg(&fortunes),
     );
     // The one worker waits for a client that does not read yet.
     let mut hog = TcpStream::connect(addr).expect("connect");
