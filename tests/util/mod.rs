@@ -605,7 +605,7 @@ pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expecte
     let done = qt_script("qt_fortune_client.py", addr)
         .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
-        .arg(&expect)
+        .arg(expect.path())
         .run(Duration::from_secs(120));
     done.assert_code(0);
     done.stdout
