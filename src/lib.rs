@@ -20,6 +20,7 @@ pub mod connection;
 pub mod datagram;
 pub mod fold;
 pub mod fortunes;
+pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
@@ -28,6 +29,7 @@ pub mod prefix;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod sockets;
 pub mod sources;
 pub mod stats;
@@ -36,7 +38,7 @@ pub mod wire;
 use std::fmt;
 use std::panic::Location;
 
-use activation::{Activation, ActivationError};
+use activation::{Activation, ActivationError, Inherited};
 use fortunes::{Live, LoadError, Opening, Selection, Store};
 
 /// Stack size of every thread we start: they hold a few small buffers only.
@@ -167,11 +169,16 @@ impl From<ActivationError> for Error {
     }
 }
 
-/// Everything `main` does after parsing the command line (and starting
-/// logging, [`logging::init`]).
-pub fn run(cli: cli::Cli) -> Result<(), Error> {
-    // Adopt (and unset LISTEN_*) before any thread starts.
-    let activation = activation::activate(cli.inetd, &cli.listen)?;
+/// Everything `main` does after taking the inherited descriptors, parsing
+/// the command line and starting logging ([`logging::init`]).
+pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), Error> {
+    let activation = match activation::activate(inherited, &cli.listen) {
+        Ok(activation) => activation,
+        Err(failed) => {
+            refuse_pending(&failed.hold);
+            return Err(failed.error.into());
+        }
+    };
     let cache_dir = cli.cache_dir();
     let selection = Selection {
         paths: cli.fortunes,
@@ -188,12 +195,14 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
         Err(e) => {
-            activation.refuse_pending();
+            refuse_pending(&activation);
             return Err(e.into());
         }
     };
     match activation {
         Activation::Connected(stream) => {
+            // No signalfd in this mode: SIGTERM acts as usual.
+            signals::unblock_stop();
             let live = Live::new(store, cli.daily);
             match live.frame(cli.protocol, None) {
                 Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
@@ -223,6 +232,13 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
             service::run(config, store, listeners, datagrams)
         }
     }
+}
+
+/// Before exiting with a status that needs the admin: the refusal hold
+/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+pub fn refuse_pending(activation: &Activation) {
+    signals::unblock_stop();
+    activation.refuse_pending();
 }
 
 #[cfg(test)]
