@@ -255,6 +255,52 @@ fn may_answer(peer: SocketAddr, own: SocketAddr) -> bool {
 mod tests {
     use super::*;
 
+    /// Issue 17: a UDP thread that dies is replaced; one that is wedged is
+    /// reported (the watchdog then starves), until it goes round again.
+    #[test]
+    fn a_dead_udp_thread_is_replaced_and_a_wedged_one_is_seen() {
+        use crate::health::Sabotage;
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let shared = Shared {
+            live: Arc::new(Live::new(crate::fortunes::Store::builtin(), false)),
+            stats: Arc::new(Stats::default()),
+            limits: Limits { rate: 0, burst: 0 },
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let mut threads = Threads::start(vec![(socket, addr.to_string())], shared).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let ask = || {
+            client.send_to(b"?", addr).unwrap();
+            client.recv(&mut [0u8; 600]).unwrap()
+        };
+        assert!(ask() > 0);
+        let sabotage = |what| *threads.served[0].heartbeat.sabotage.lock().unwrap() = what;
+        sabotage(Some(Sabotage::Kill));
+        let first = threads.served[0].thread.as_ref().unwrap().thread().id();
+        let end = Instant::now() + Duration::from_secs(20);
+        while threads.served[0].thread.as_ref().unwrap().thread().id() == first {
+            assert!(Instant::now() < end, "not replaced within 20 s");
+            threads.keep_serving().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ask() > 0);
+        let sabotage = |what| *threads.served[0].heartbeat.sabotage.lock().unwrap() = what;
+        sabotage(Some(Sabotage::Wedge));
+        while threads.stalled(Instant::now()).is_empty() {
+            assert!(Instant::now() < end, "not seen wedged within 20 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(threads.stalled(Instant::now()), [addr.to_string()]);
+        sabotage(None);
+        while !threads.stalled(Instant::now()).is_empty() {
+            assert!(Instant::now() < end, "not going again within 20 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        threads.stop();
+    }
+
     #[test]
     fn sources_never_answered() {
         let own: SocketAddr = "0.0.0.0:7017".parse().unwrap();

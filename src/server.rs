@@ -727,6 +727,93 @@ mod tests {
         }
     }
 
+    /// A server on a loopback port with the built-in fortunes, started.
+    fn started() -> (Arc<Server>, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let server = Server::new(Config {
+            listeners: vec![(Listener::Tcp(listener), Protocol::Text)],
+            live: Arc::new(Live::new(crate::fortunes::Store::builtin(), false)),
+            sources: Sources::new(None, Arc::clone(&stats)),
+            stats,
+            timeout: Duration::from_secs(10),
+            max_connections: 4,
+            bound_here: true,
+        })
+        .unwrap();
+        server.start().unwrap();
+        (server, addr)
+    }
+
+    fn fetch(addr: SocketAddr) -> Vec<u8> {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut text).unwrap();
+        text
+    }
+
+    /// Waits (a hang fails) until `done`, calling the main loop's check.
+    fn until(server: &Arc<Server>, done: impl Fn(&Arc<Server>) -> bool) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !done(server) {
+            assert!(Instant::now() < end, "waited 20 s");
+            server.keep_serving().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Issue 17: a worker that dies (a panic) or cannot make its epoll set
+    /// is replaced, so the listeners never go without a worker; one that
+    /// stops going round stops the watchdog.
+    #[test]
+    fn a_dead_worker_is_replaced_and_a_wedged_one_is_seen() {
+        use crate::health::Sabotage;
+        let (server, addr) = started();
+        assert!(!fetch(addr).is_empty());
+        // Killed: the next worker comes from its Drop, or from keep_serving.
+        *server.heartbeat.sabotage.lock().unwrap() = Some(Sabotage::Kill);
+        let working = |s: &Arc<Server>| s.pool.total.load(Ordering::SeqCst) == 1;
+        until(&server, |s| {
+            s.heartbeat.sabotage.lock().unwrap().is_none() && working(s)
+        });
+        assert!(!fetch(addr).is_empty());
+        // Every new worker fails to make its epoll set, twice: replaced.
+        server.failing_epolls.store(2, Ordering::SeqCst);
+        *server.heartbeat.sabotage.lock().unwrap() = Some(Sabotage::Kill);
+        until(&server, |s| {
+            s.failing_epolls.load(Ordering::SeqCst) == 0 && working(s)
+        });
+        assert!(!fetch(addr).is_empty());
+        assert!(!server.stalled(Instant::now()));
+        // Wedged: seen as such once STALL has passed; going again after.
+        *server.heartbeat.sabotage.lock().unwrap() = Some(Sabotage::Wedge);
+        until(&server, |s| s.stalled(Instant::now()));
+        *server.heartbeat.sabotage.lock().unwrap() = None;
+        until(&server, |s| !s.stalled(Instant::now()));
+        assert!(server.stop(Instant::now() + Duration::from_secs(10)));
+    }
+
+    /// Workers that cannot start, three in a row: the service must give up
+    /// (and exit, for systemd to restart it) rather than look alive.
+    #[test]
+    fn workers_that_cannot_start_end_the_service() {
+        use crate::health::Sabotage;
+        let (server, _) = started();
+        server.failing_epolls.store(usize::MAX, Ordering::SeqCst);
+        *server.heartbeat.sabotage.lock().unwrap() = Some(Sabotage::Kill);
+        let end = Instant::now() + Duration::from_secs(20);
+        let why = loop {
+            assert!(Instant::now() < end, "waited 20 s");
+            if let Err(why) = server.keep_serving() {
+                break why;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(why.contains("3 worker threads in a row could not start"), "{why}");
+    }
+
     #[test]
     fn epoll_timeouts_round_up() {
         let now = Instant::now();
