@@ -107,7 +107,7 @@ impl Threads {
         );
         std::thread::Builder::new()
             .name("qotd-udp".into())
-            .stack_size(crate::THREAD_STACK)
+            .stack_size(crate::limits::THREAD_STACK)
             .spawn(move || serve(&socket, &shared, &heartbeat))
     }
 
@@ -213,8 +213,9 @@ pub fn serve(socket: &UdpSocket, shared: &Shared, heartbeat: &Heartbeat) {
             );
             continue;
         }
-        if let Some(limiter) = &mut limiter
-            && !limiter.allow(peer.ip(), Instant::now())
+        if limiter
+            .as_mut()
+            .is_some_and(|limiter| !limiter.allow(peer.ip(), Instant::now()))
         {
             stats.udp_limited.fetch_add(1, Ordering::Relaxed);
             fold::note(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::activation::Named;
+use crate::error::Error;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
 use crate::notify::{self, MIN_TICK};
@@ -22,7 +23,7 @@ use crate::sockets::Listener;
 use crate::sources::Sources;
 use crate::stats::Stats;
 use crate::wire::Protocol;
-use crate::{Error, datagram, fold, health};
+use crate::{datagram, fold, health};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -188,9 +189,11 @@ impl MainLoop<'_> {
             if let Some(stop) = self.answer_signals(wait) {
                 return stop;
             }
-            if let Some(idle) = &mut idle
-                && idle.expired(Instant::now(), self.stats.active() > 0, self.stats.handled())
-            {
+            let (active, handled) = (self.stats.active() > 0, self.stats.handled());
+            let expired = idle
+                .as_mut()
+                .is_some_and(|i| i.expired(Instant::now(), active, handled));
+            if let (true, Some(idle)) = (expired, &idle) {
                 log::info!(
                     message_id = id::STOPPING;
                     "no client for {} s (--idle-exit): stopping; systemd starts the service again for the next one",
