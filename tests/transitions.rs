@@ -318,3 +318,55 @@ fn a_service_manager_that_does_not_read_holds_up_nothing() {
     let warnings = done.stderr.matches("cannot notify the service manager").count();
     assert_eq!(warnings, 1, "folded\n{}", done.report());
 }
+
+/// `LISTEN_FDS=2` with fd 4 closed, logging to the journal: the logger's
+/// socket took fd 4, was adopted and closed, and the fatal line went
+/// nowhere. Descriptors are now adopted before logging opens anything, so
+/// the journal gets "fd 4 ... is not open". The journal is a socket of the
+/// test's own, in a private mount namespace (root only).
+#[test]
+fn the_fatal_line_reaches_the_journal_when_listen_fds_claims_a_closed_descriptor() {
+    if !util::require_root() {
+        return;
+    }
+    let result = std::env::temp_dir().join(format!("fortune-tests-journal-{}", std::process::id()));
+    let _ = std::fs::remove_file(&result);
+    let Some(cmd) = activator(&format!(
+        "import ctypes\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         assert libc.unshare(0x20000) == 0, 'unshare(CLONE_NEWNS)'\n\
+         assert libc.mount(b'none', b'/', None, 0x4000 | 0x40000, None) == 0, 'mount --make-rprivate /'\n\
+         assert libc.mount(b'tmpfs', b'/run', b'tmpfs', 0, None) == 0, 'mount tmpfs /run'\n\
+         os.makedirs('/run/systemd/journal')\n\
+         j = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); j.bind('/run/systemd/journal/socket')\n\
+         if os.fork() == 0:\n\
+         \x20   j.settimeout(20); seen = b''\n\
+         \x20   try:\n\
+         \x20       while b'not open' not in seen: seen += j.recv(65536)\n\
+         \x20   except OSError: pass\n\
+         \x20   open({result:?}, 'wb').write(seen or b'nothing'); os._exit(0)\n\
+         j.close()\n\
+         l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); fd = l.detach()\n\
+         if fd != 3: os.dup2(fd, 3); os.close(fd)\n\
+         env['LISTEN_FDS'] = '2'\n\
+         st = os.fstat(2); env['JOURNAL_STREAM'] = f'{{st.st_dev}}:{{st.st_ino}}'",
+        result = result.display().to_string()
+    )) else {
+        return;
+    };
+    cmd.run(Duration::from_secs(30))
+        .assert_code(fortune_server::exit::ACTIVATION.into());
+    let end = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        match std::fs::read(&result) {
+            Ok(seen) if !seen.is_empty() => break String::from_utf8_lossy(&seen).into_owned(),
+            _ if Instant::now() > end => panic!("the journal reader wrote nothing"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let _ = std::fs::remove_file(&result);
+    assert!(
+        seen.contains("fd 4 was passed by LISTEN_FDS but is not open"),
+        "the journal got: {seen:?}"
+    );
+}
