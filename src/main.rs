@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use fortune_server::{activation, cli, exit, logging, signals};
 
-#[allow(unsafe_code)]
 fn main() -> ExitCode {
     // First: a signal arriving while the service starts waits for it (see signals).
     let blocked = signals::block();
@@ -12,6 +11,7 @@ fn main() -> ExitCode {
     let inetd = parsed.as_ref().is_ok_and(|cli| cli.inetd);
     // SAFETY: no thread has started and nothing has opened a descriptor yet
     // (logging opens its socket next): the numbers LISTEN_FDS names are ours.
+    #[allow(unsafe_code)]
     let inherited = unsafe { activation::take_inherited(inetd) };
     // After adopting: the logger's socket cannot take a number LISTEN_FDS claims.
     logging::init();

@@ -215,15 +215,17 @@ impl Server {
         if self.stopping() {
             return Ok(());
         }
-        while self.pool.total.load(Ordering::SeqCst) < SPARE_WORKERS {
-            let (failed, why) = self.failed_starts();
-            if failed >= START_ATTEMPTS {
-                return Err(format!("{failed} worker threads in a row could not start: {why}"));
-            }
-            log::warn!("no worker thread is waiting for clients; starting another");
-            if let Err(e) = self.spawn_worker() {
-                self.start_failed(&e);
-            }
+        if self.pool.total.load(Ordering::SeqCst) >= SPARE_WORKERS {
+            return Ok(());
+        }
+        let (failed, why) = self.failed_starts();
+        if failed >= START_ATTEMPTS {
+            return Err(format!("{failed} worker threads in a row could not start: {why}"));
+        }
+        // One attempt per tick: a failure to start a thread may pass.
+        log::warn!("no worker thread is waiting for clients; starting another");
+        if let Err(e) = self.spawn_worker() {
+            self.start_failed(&e);
         }
         Ok(())
     }
