@@ -68,8 +68,11 @@ fn ports(server: &Running) -> (u16, u16) {
     }
 }
 
-/// Both sockets serve: a fortune over TCP, one over UDP.
-fn assert_serves(server: &Running, (tcp, udp): (u16, u16)) {
+/// Once serving, `server` idles ([`assert_idles`]), then both sockets
+/// serve: a fortune over TCP, one over UDP; it stops with status 0.
+fn idles_then_serves(server: Running, (tcp, udp): (u16, u16), test: &str) {
+    server.wait_for_log("Serving");
+    assert_idles(&server, test);
     let fortune = util::fetch(loopback(tcp));
     assert!(util::builtin().contains(&fortune), "{fortune:?}");
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -79,6 +82,7 @@ fn assert_serves(server: &Running, (tcp, udp): (u16, u16)) {
     if client.recv(&mut reply).is_err() {
         server.fail("no fortune over UDP");
     }
+    server.stop().assert_code(0);
 }
 
 /// Issue 17: the refusal hold of a failed start set O_NONBLOCK on the
@@ -108,10 +112,7 @@ fn a_good_start_after_a_failed_one_finds_its_sockets_as_they_were_and_idles() {
     {
         server.fail("the failed start should exit 1 and leave the sockets blocking, as it found them");
     }
-    server.wait_for_log("Serving");
-    assert_idles(&server, "a good start after a failed one");
-    assert_serves(&server, ports);
-    server.stop().assert_code(0);
+    idles_then_serves(server, ports, "a good start after a failed one");
 }
 
 /// `NonBlocking=yes` in a socket unit: the UDP thread must not spin.
@@ -124,10 +125,7 @@ fn sockets_passed_non_blocking_idle() {
     };
     let server = cmd.spawn();
     let ports = ports(&server);
-    server.wait_for_log("Serving");
-    assert_idles(&server, "sockets passed non-blocking");
-    assert_serves(&server, ports);
-    server.stop().assert_code(0);
+    idles_then_serves(server, ports, "sockets passed non-blocking");
 }
 
 /// `Accept=yes` with `NonBlocking=yes`: a frame larger than the socket
@@ -179,11 +177,7 @@ fn accept_yes_on_a_non_blocking_connection_sends_the_whole_frame() {
 /// must not either. Each is now logged and ignored; SIGHUP still reloads.
 #[test]
 fn signals_the_service_has_no_use_for_are_logged_and_ignored() {
-    let port = free_port();
-    let server = Cmd::server()
-        .args(["--listen", &loopback(port).to_string()])
-        .spawn();
-    server.wait_for_log("Serving");
+    let (server, addr) = util::serving(&[]);
     for signal in ["USR1", "USR2", "ALRM"] {
         server.signal(signal);
         server.wait_for_log(&format!("SIG{signal} received: ignored"));
@@ -191,7 +185,7 @@ fn signals_the_service_has_no_use_for_are_logged_and_ignored() {
     server.signal("PIPE");
     server.signal("HUP");
     server.wait_for_log("reloaded 7 fortunes");
-    assert!(util::builtin().contains(&util::fetch(loopback(port))));
+    assert!(util::builtin().contains(&util::fetch(addr)));
     server.stop().assert_code(0);
 }
 

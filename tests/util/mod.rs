@@ -86,6 +86,17 @@ pub fn activator(setup: &str) -> Option<Cmd> {
     Some(Cmd::new("/usr/bin/python3").args(["-c", &script, SERVER]))
 }
 
+/// The server with `args` on a free loopback port (`--listen`), serving.
+pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
+}
+
 /// A command whose output is kept for the failure report.
 pub struct Cmd {
     cmd: Command,
