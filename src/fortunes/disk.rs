@@ -8,7 +8,7 @@
 //! collections use them).
 //!
 //! With a usable index a pick reads its own entry only: one positioned read
-//! of at most `--max-entry` + 3 bytes, where the table says it lies.
+//! of at most `--max-entry` + 4 bytes, where the table says it lies.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
