@@ -240,3 +240,25 @@ fn a_member_the_service_cannot_read_is_left_out() {
     assert_eq!(served_count(&log, "Serving "), 2, "{log}");
     assert_eq!(log.matches("Permission denied").count(), 1, "{log}");
 }
+
+#[test]
+fn three_hundred_broken_members_log_a_dozen_lines() {
+    let dir = dir_with(&[("b000", b"caf\xe9\n%\n"), ("b000.dat", b"not an index")]);
+    for i in 1..300 {
+        for ext in ["", ".dat"] {
+            std::os::unix::fs::symlink(format!("b000{ext}"), dir.join(format!("b{i:03}{ext}")))
+                .expect("symlink");
+        }
+    }
+    indexed_file(&dir, "good", &["good one", "good two"]);
+    let (server, addr) = serving(&["--fortunes", utf8(&dir)]);
+    fetch(addr);
+    let log = server.stop().assert_code(0).stderr.clone();
+    // Two problems each (the index, then the text): 10 lines and one count.
+    let warnings = log.lines().filter(|l| l.contains(": warn:")).count();
+    assert_eq!(warnings, 11, "{log}");
+    assert!(
+        log.contains("590 more warnings about fortune files (logged at debug level)"),
+        "{log}"
+    );
+}
