@@ -22,6 +22,8 @@ pub enum Fold {
     AcceptFailed,
     /// A connection was closed at once: its source holds `--max-per-source`.
     OverSourceCap,
+    /// A slow reader was closed: its source had its share of the writers.
+    OverWriterShare,
     /// A datagram from a port below 1024 or from our own port: not answered.
     DatagramIgnored,
     /// A datagram over its source's `--udp-rate`: not answered.
@@ -30,7 +32,7 @@ pub enum Fold {
     ReplyFailed,
 }
 
-const FOLDS: [Fold; 7] = [
+const FOLDS: [Fold; 8] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -38,6 +40,7 @@ const FOLDS: [Fold; 7] = [
     Fold::DatagramIgnored,
     Fold::DatagramLimited,
     Fold::ReplyFailed,
+    Fold::OverWriterShare,
 ];
 
 impl Fold {
@@ -59,6 +62,7 @@ impl Fold {
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
+            Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
         }
     }
 
@@ -72,6 +76,7 @@ impl Fold {
             Fold::DatagramIgnored => 4,
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
+            Fold::OverWriterShare => 7,
         }
     }
 

@@ -794,3 +794,68 @@ fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
         p[header + 8..].to_vec(),
     ))
 }
+
+/// A network namespace made for one test (`ip netns add`; root only): its
+/// loopback up, and whatever addresses the test adds to it. Deleted (by its
+/// name) when dropped. Traffic to or from it never leaves the host.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named after `tag` and this process; the caller has
+    /// `require_root()`d and `require("ip")`d.
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "fortune-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ip(&["netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Adds `addr` (e.g. `2001:db8:1:100::1/128`) to its loopback.
+    pub fn add_address(&self, addr: &str) {
+        self.ip(&["address", "add", addr, "dev", "lo", "nodad"]);
+    }
+
+    /// `program` run inside it (`ip netns exec`, which execs it: the PID is the program's).
+    pub fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new("ip").args(["netns", "exec", self.name.as_str(), program])
+    }
+
+    /// Moves the calling thread into it: the sockets it makes from now on
+    /// belong to the namespace. Call it from a thread of the test's own.
+    pub fn enter(&self) {
+        let ns = File::open(format!("/run/netns/{}", self.name)).expect("the namespace's file");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering network namespace {}: {e}", self.name));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
