@@ -3,7 +3,8 @@
 //! never to a port below 1024 or to our own port (where "answer anything"
 //! services live, ourselves included: answering one starts a loop), and at
 //! most `--udp-rate` replies a second per source prefix (a reflection
-//! amplifier otherwise, the source address being anyone's to forge).
+//! amplifier otherwise, the source address being anyone's to forge), within
+//! a budget for all sources together ([`crate::ratelimit`]).
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::fold::{self, Fold};
 use crate::fortunes::Live;
-use crate::ratelimit::ReplyLimiter;
+use crate::ratelimit::{ReplyLimiter, Verdict};
 use crate::stats::Stats;
 use crate::wire::{Protocol, QOTD_MAX_DATAGRAM};
 
@@ -34,8 +35,10 @@ impl std::fmt::Display for Limits {
             0 => f.write_str("no rate limit (--udp-rate 0)"),
             rate => write!(
                 f,
-                "at most {rate} replies a second per source after a burst of {} (--udp-rate, --udp-burst)",
-                self.burst
+                "at most {rate} replies a second per source after a burst of {} (--udp-rate, --udp-burst), \
+                 {} a second for all sources together",
+                self.burst,
+                crate::ratelimit::budget(rate)
             ),
         }
     }
@@ -83,15 +86,30 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
             );
             continue;
         }
-        if let Some(limiter) = &mut limiter
-            && !limiter.allow(peer.ip(), Instant::now())
-        {
-            stats.udp_limited.fetch_add(1, Ordering::Relaxed);
-            fold::note(
-                Fold::DatagramLimited,
-                format_args!("{peer}: not answered: its network is over --udp-rate"),
-            );
-            continue;
+        let verdict = limiter
+            .as_mut()
+            .map_or(Verdict::Reply, |l| l.allow(peer.ip(), Instant::now()));
+        match verdict {
+            Verdict::Reply => {}
+            Verdict::OverRate => {
+                stats.udp_limited.fetch_add(1, Ordering::Relaxed);
+                fold::note(
+                    Fold::DatagramLimited,
+                    format_args!("{peer}: not answered: its network is over --udp-rate"),
+                );
+                continue;
+            }
+            Verdict::OverBudget => {
+                stats.udp_over_budget.fetch_add(1, Ordering::Relaxed);
+                fold::note(
+                    Fold::DatagramOverBudget,
+                    format_args!(
+                        "{peer}: not answered: all sources together are over the reply budget \
+                         (a flood from many networks?); networks seen asking a moment ago come first"
+                    ),
+                );
+                continue;
+            }
         }
         let Some(frame) = live.frame(Protocol::Text, Some(QOTD_MAX_DATAGRAM)) else {
             stats.failed.fetch_add(1, Ordering::Relaxed);

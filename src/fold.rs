@@ -28,11 +28,13 @@ pub enum Fold {
     DatagramIgnored,
     /// A datagram over its source's `--udp-rate`: not answered.
     DatagramLimited,
+    /// A datagram over the reply budget of all sources together: not answered.
+    DatagramOverBudget,
     /// A UDP reply could not be sent.
     ReplyFailed,
 }
 
-const FOLDS: [Fold; 8] = [
+const FOLDS: [Fold; 9] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -41,6 +43,7 @@ const FOLDS: [Fold; 8] = [
     Fold::DatagramLimited,
     Fold::ReplyFailed,
     Fold::OverWriterShare,
+    Fold::DatagramOverBudget,
 ];
 
 impl Fold {
@@ -63,6 +66,7 @@ impl Fold {
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
             Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
+            Fold::DatagramOverBudget => "datagrams not answered over the reply budget of all sources",
         }
     }
 
@@ -77,6 +81,7 @@ impl Fold {
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
             Fold::OverWriterShare => 7,
+            Fold::DatagramOverBudget => 8,
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Stats {
     pub udp_ignored: AtomicU64,
     /// Datagrams over their source's `--udp-rate`, not answered.
     pub udp_limited: AtomicU64,
+    /// Datagrams over the reply budget of all sources together, not answered.
+    pub udp_over_budget: AtomicU64,
 }
 
 /// How often reaching `--max-connections` is logged at most: under load the
@@ -98,6 +100,7 @@ impl Stats {
             (&self.over_source_cap, "closed over --max-per-source"),
             (&self.over_writer_share, "slow readers closed over their network's writer share"),
             (&self.udp_limited, "datagrams over --udp-rate"),
+            (&self.udp_over_budget, "datagrams over the reply budget"),
             (&self.udp_ignored, "datagrams from ports below 1024 or ours"),
         ];
         for (counter, what) in dropped {
