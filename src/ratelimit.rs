@@ -124,7 +124,9 @@ impl ReplyLimiter {
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> Verdict {
         let now = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let prefix = Prefix::of(ip);
-        let regular = self.seen.check_and_mark(self.keys.hash_one((prefix, SEEN_SPAN)), now);
+        let regular = self
+            .seen
+            .check_and_mark(self.keys.hash_one((prefix, SEEN_SPAN)), now);
         let hash = self.keys.hash_one(prefix);
         let first = (hash % BUCKETS as u64) as usize;
         // A second bucket, never the first.
@@ -138,7 +140,11 @@ impl ReplyLimiter {
             return Verdict::OverRate;
         }
         // Newcomers leave the lower half of the budget to the regulars.
-        let floor = if regular { 1.0 } else { self.budget_burst / 2.0 + 1.0 };
+        let floor = if regular {
+            1.0
+        } else {
+            self.budget_burst / 2.0 + 1.0
+        };
         if self.budget.refill(now, self.budget_rate, self.budget_burst) < floor {
             return Verdict::OverBudget;
         }
@@ -242,7 +248,11 @@ mod tests {
         assert_eq!(replies(&mut limiter, flood, t0 + SECOND, 100), 5, "the rate");
         // Another prefix (IPv4 or IPv6) is not held back by the flood.
         for other in ["192.0.3.1", "2001:db8::1", "::ffff:198.51.100.7"] {
-            assert_eq!(limiter.allow(other.parse().unwrap(), t0 + SECOND), Verdict::Reply, "{other}");
+            assert_eq!(
+                limiter.allow(other.parse().unwrap(), t0 + SECOND),
+                Verdict::Reply,
+                "{other}"
+            );
         }
         // IPv4-mapped IPv6 is the IPv4 source.
         assert_eq!(

@@ -262,7 +262,11 @@ mod tests {
             .iter()
             .map(|p| sources.admit(peer(p)).expect("under the cap"))
             .collect();
-        let _other = sources.admit(peer("192.0.3.1:1")).unwrap().writer().expect("its own share");
+        let _other = sources
+            .admit(peer("192.0.3.1:1"))
+            .unwrap()
+            .writer()
+            .expect("its own share");
         let _a = v6[0].writer().expect("first writer of the /48");
         let _b = v6[1].writer().expect("second writer of the /48");
         let third_v6 = sources.admit(peer("[2001:db8:1:4200::9]:3")).unwrap();

@@ -98,7 +98,10 @@ impl Stats {
         );
         let dropped = [
             (&self.over_source_cap, "closed over --max-per-source"),
-            (&self.over_writer_share, "slow readers closed over their network's writer share"),
+            (
+                &self.over_writer_share,
+                "slow readers closed over their network's writer share",
+            ),
             (&self.udp_limited, "datagrams over --udp-rate"),
             (&self.udp_over_budget, "datagrams over the reply budget"),
             (&self.udp_ignored, "datagrams from ports below 1024 or ours"),

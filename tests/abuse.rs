@@ -1039,13 +1039,20 @@ fn one_network_cannot_take_every_writer() {
     let fortunes = big_fortune(chars);
     let (server, addr) = start(
         Cmd::server()
-            .args(["--timeout", "120", "--max-entry", &chars.to_string(), "--fortunes"])
+            .args([
+                "--timeout",
+                "120",
+                "--max-entry",
+                &chars.to_string(),
+                "--fortunes",
+            ])
             .arg(&fortunes),
     );
     let started = Instant::now();
     let hogs: Vec<socket2::Socket> = (0..HOGS)
         .map(|i| {
-            non_reader([127, 0, 0, 1].into(), addr).unwrap_or_else(|e| server.fail(&format!("client {i}: {e}")))
+            non_reader([127, 0, 0, 1].into(), addr)
+                .unwrap_or_else(|e| server.fail(&format!("client {i}: {e}")))
         })
         .collect();
     let connected = started.elapsed();
@@ -1059,7 +1066,10 @@ fn one_network_cannot_take_every_writer() {
     let waited = asked.elapsed();
     drop(hogs);
     let done = server.stop();
-    let reset = format!("{} slow readers closed over their network's writer share", HOGS - SHARE);
+    let reset = format!(
+        "{} slow readers closed over their network's writer share",
+        HOGS - SHARE
+    );
     figure(
         "writer_share",
         &format!(
@@ -1119,7 +1129,8 @@ fn an_ipv6_48_is_one_source() {
                     .flat_map(|n| (0..CAP).map(move |_| n))
                     .map(|n| {
                         let from = format!("2001:db8:1:{n}00::1").parse().expect("an address");
-                        util::connect_from(from, addr).unwrap_or_else(|e| server.fail(&format!("from {from}: {e}")))
+                        util::connect_from(from, addr)
+                            .unwrap_or_else(|e| server.fail(&format!("from {from}: {e}")))
                     })
                     .collect();
                 let held = steady(Duration::from_secs(5), || server.fds());
@@ -1157,6 +1168,11 @@ fn an_ipv6_48_is_one_source() {
         done.report()
     );
     assert_eq!(held, idle_fds + CAP, "the /48 holds one cap\n{}", done.report());
-    assert_eq!(other, Outcome::Complete, "another /48 was not served\n{}", done.report());
+    assert_eq!(
+        other,
+        Outcome::Complete,
+        "another /48 was not served\n{}",
+        done.report()
+    );
     done.assert_stderr_has("2001:db8:1::/48 already holds");
 }

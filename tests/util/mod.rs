@@ -710,28 +710,53 @@ pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result
 /// Sends one UDP datagram with a forged source (a raw socket writing its
 /// own IPv4 header; root only). Loopback destinations only.
 pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
-    assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
-    let len = 20 + 8 + payload.len();
-    let mut packet = Vec::with_capacity(len);
-    // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
-    packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
-    packet.extend_from_slice(&from.ip().octets());
-    packet.extend_from_slice(&to.ip().octets());
-    // UDP header, checksum 0 (none, allowed over IPv4).
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    let raw = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::UDP),
-    )
-    .expect("a raw socket (root)");
-    raw.set_header_included_v4(true).expect("IP_HDRINCL");
-    raw.send_to(&packet, &SocketAddr::V4(to).into())
-        .expect("send the spoofed datagram");
+    Spoofer::new().send(from, to, payload);
+}
+
+/// A raw socket that forges UDP datagrams (root only), kept for a flood.
+pub struct Spoofer(socket2::Socket);
+
+impl Spoofer {
+    pub fn new() -> Spoofer {
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("a raw socket (root)");
+        raw.set_header_included_v4(true).expect("IP_HDRINCL");
+        Spoofer(raw)
+    }
+
+    /// Sends `payload` to `to` (loopback only) as if from `from`.
+    pub fn send(&self, from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
+        assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
+        let len = 20 + 8 + payload.len();
+        let mut packet = Vec::with_capacity(len);
+        // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
+        packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        packet.extend_from_slice(&from.ip().octets());
+        packet.extend_from_slice(&to.ip().octets());
+        // UDP header, checksum 0 (none, allowed over IPv4).
+        packet.extend_from_slice(&from.port().to_be_bytes());
+        packet.extend_from_slice(&to.port().to_be_bytes());
+        packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(payload);
+        // A full send buffer under a flood: the datagram is lost, as on a network.
+        if let Err(e) = self.0.send_to(&packet, &SocketAddr::V4(to).into()) {
+            assert!(
+                matches!(e.raw_os_error(), Some(nix::libc::ENOBUFS | nix::libc::EAGAIN)),
+                "send the spoofed datagram: {e}"
+            );
+        }
+    }
+}
+
+impl Default for Spoofer {
+    fn default() -> Self {
+        Spoofer::new()
+    }
 }
 
 /// One UDP datagram seen on the host: source, destination, payload.
