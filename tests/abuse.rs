@@ -898,17 +898,7 @@ fn one_source_cannot_hold_every_descriptor() {
     }
     let others_took = started.elapsed();
     most = most.max(server.fds());
-    // What the idle clients got, without closing any: a fortune, or the door.
-    let mut tally = Tally::default();
-    for hog in &hogs {
-        let mut byte = [0u8; 1];
-        let _ = hog.set_read_timeout(Some(Duration::from_secs(5)));
-        tally.add(match hog.peek(&mut byte) {
-            Ok(0) => Outcome::Empty,
-            Ok(_) => Outcome::Complete,
-            Err(e) => outcome_of(&e),
-        });
-    }
+    let tally = what_held_clients_got(&hogs);
     // STATUS= is refreshed every 2 s.
     let closed = format!("{} closed over --max-per-source", HOGS - CAP);
     let end = Instant::now() + Duration::from_secs(5);
@@ -1009,6 +999,22 @@ fn reset_storm_logs_a_count() {
     );
     // The first in full, a count per 10 s, one at stop, plus SIGTERM and "stopped".
     assert!(lines.len() <= 6, "{} log lines\n{}", lines.len(), done.report());
+}
+
+/// What clients still connected got, without closing any: a fortune
+/// (data waiting), or the door (end of stream).
+fn what_held_clients_got(clients: &[TcpStream]) -> Tally {
+    let mut tally = Tally::default();
+    for client in clients {
+        let mut byte = [0u8; 1];
+        let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+        tally.add(match client.peek(&mut byte) {
+            Ok(0) => Outcome::Empty,
+            Ok(_) => Outcome::Complete,
+            Err(e) => outcome_of(&e),
+        });
+    }
+    tally
 }
 
 /// A client that connects and never reads, with the smallest receive buffer
@@ -1137,17 +1143,7 @@ fn an_ipv6_48_is_one_source() {
                 let other = util::connect_from("2001:db8:2::1".parse().expect("an address"), addr)
                     .map(|mut s| read_frame(&mut s, Duration::from_secs(10)))
                     .unwrap_or_else(|e| outcome_of(&e));
-                // What the held clients got, without closing any: a fortune, or the door.
-                let mut tally = Tally::default();
-                for hog in &hogs {
-                    let mut byte = [0u8; 1];
-                    let _ = hog.set_read_timeout(Some(Duration::from_secs(5)));
-                    tally.add(match hog.peek(&mut byte) {
-                        Ok(0) => Outcome::Empty,
-                        Ok(_) => Outcome::Complete,
-                        Err(e) => outcome_of(&e),
-                    });
-                }
+                let tally = what_held_clients_got(&hogs);
                 (tally, held, other)
             })
             .join()

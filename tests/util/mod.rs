@@ -708,17 +708,22 @@ pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, paylo
     Spoofer::new().send(from, to, payload);
 }
 
+/// A raw IPv4 socket for UDP (root only).
+fn raw_udp_socket() -> socket2::Socket {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a raw socket (root)")
+}
+
 /// A raw socket that forges UDP datagrams (root only), kept for a flood.
 pub struct Spoofer(socket2::Socket);
 
 impl Spoofer {
     pub fn new() -> Spoofer {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .expect("a raw socket (root)");
+        let raw = raw_udp_socket();
         raw.set_header_included_v4(true).expect("IP_HDRINCL");
         Spoofer(raw)
     }
@@ -763,12 +768,7 @@ pub struct UdpSpy(socket2::Socket);
 
 impl UdpSpy {
     pub fn new() -> UdpSpy {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .expect("a raw socket (root)");
+        let raw = raw_udp_socket();
         raw.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         UdpSpy(raw)
