@@ -14,6 +14,8 @@
 //! grows when a worker must wait for a slow reader and every other worker
 //! is waiting for one too, up to `--max-connections`; idle extras retire.
 //! At the cap nobody accepts, so new clients wait in the kernel's backlog.
+//! One network's slow readers keep at most its share of the workers
+//! waiting ([`crate::sources::WRITER_SHARE`]); the next is reset, not waited for.
 //!
 //! Stopping serves every client whose handshake completed, including those
 //! still queued in the backlog, and waits (bounded by `--timeout`) for their
