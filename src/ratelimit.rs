@@ -126,7 +126,7 @@ impl ReplyLimiter {
         let prefix = Prefix::of(ip);
         let regular = self
             .seen
-            .check_and_mark(self.keys.hash_one((prefix, SEEN_SPAN)), now);
+            .check_and_mark(self.keys.hash_one(("seen", prefix)), now);
         let hash = self.keys.hash_one(prefix);
         let first = (hash % BUCKETS as u64) as usize;
         // A second bucket, never the first.
