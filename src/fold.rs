@@ -1,6 +1,7 @@
-//! Folding of client-caused log lines: the first of an interval is logged in
-//! full, the rest as one count when the interval ends, so a reset storm or a
-//! UDP flood cannot flood the journal.
+//! Folding of repeated log lines (client-caused ones, and a service manager
+//! that does not read): the first of an interval is logged in full, the
+//! rest as one count when the interval ends, so a reset storm, a UDP flood
+//! or a stalled notify socket cannot flood the journal.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -32,9 +33,11 @@ pub enum Fold {
     DatagramOverBudget,
     /// A UDP reply could not be sent.
     ReplyFailed,
+    /// A message to the service manager (`NOTIFY_SOCKET`) was dropped.
+    NotifyFailed,
 }
 
-const FOLDS: [Fold; 9] = [
+const FOLDS: [Fold; 10] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -42,6 +45,7 @@ const FOLDS: [Fold; 9] = [
     Fold::DatagramIgnored,
     Fold::DatagramLimited,
     Fold::ReplyFailed,
+    Fold::NotifyFailed,
     Fold::OverWriterShare,
     Fold::DatagramOverBudget,
 ];
@@ -49,7 +53,7 @@ const FOLDS: [Fold; 9] = [
 impl Fold {
     fn level(self) -> log::Level {
         match self {
-            Fold::NoFortuneFits => log::Level::Warn,
+            Fold::NoFortuneFits | Fold::NotifyFailed => log::Level::Warn,
             Fold::AcceptFailed => log::Level::Debug,
             _ => log::Level::Info,
         }
@@ -65,6 +69,7 @@ impl Fold {
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
+            Fold::NotifyFailed => "messages to the service manager dropped",
             Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
             Fold::DatagramOverBudget => "datagrams not answered over the reply budget of all sources",
         }
@@ -80,8 +85,9 @@ impl Fold {
             Fold::DatagramIgnored => 4,
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
-            Fold::OverWriterShare => 7,
-            Fold::DatagramOverBudget => 8,
+            Fold::NotifyFailed => 7,
+            Fold::OverWriterShare => 8,
+            Fold::DatagramOverBudget => 9,
         }
     }
 
