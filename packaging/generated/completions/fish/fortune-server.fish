@@ -8,8 +8,8 @@ complete -c fortune-server -l max-entry -d 'Longest fortune served, in bytes of 
 complete -c fortune-server -l timeout -d 'Seconds any one wait may take: writing to a client, waiting for it to close, stopping' -r
 complete -c fortune-server -l idle-exit -d 'Exit (status 0) after this many seconds with no client: none being served, none lingering, none served. For socket activation: systemd keeps the socket and starts the service again for the next client. Default: never' -r
 complete -c fortune-server -l max-connections -d 'Connections served at once, across all sockets; more wait in the kernel\'s backlog' -r
-complete -c fortune-server -l max-per-source -d 'Connections (and descriptors) one source may hold at once, being served or waiting for the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once, without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit' -r
-complete -c fortune-server -l udp-rate -d 'UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of --udp-burst; more datagrams go unanswered. 0: no limit' -r
+complete -c fortune-server -l max-per-source -d 'Connections (and descriptors) one source may hold at once, being served or waiting for the client to close; a source is a /24 (IPv4) or a /48 (IPv6). More are closed at once, without a fortune. Of them, at most 1/8 of --max-connections may be slow readers being written; more are reset. 0: no cap, no share (e.g. behind a proxy). Default: 1/8 of the descriptor limit' -r
+complete -c fortune-server -l udp-rate -d 'UDP replies a second per source (a /24 for IPv4, a /48 for IPv6), after a burst of --udp-burst; all sources together get at most 4096 times this, sources seen asking in the last 1 to 2 s first; more datagrams go unanswered. 0: no limit' -r
 complete -c fortune-server -l udp-burst -d 'UDP replies one source may get at once before --udp-rate applies' -r
 complete -c fortune-server -l log-level -d 'Log level: error, warn, info, debug or trace' -r
 complete -c fortune-server -l offensive -d 'Also serve offensive collections (rot13 index, off/ directory), decoded'
