@@ -142,7 +142,7 @@ fn accept_yes_on_a_non_blocking_connection_sends_the_whole_frame() {
          c, _ = l.accept(); c.setblocking(False); l.close()\n\
          os.dup2(c.fileno(), 3); env['LISTEN_FDS'] = '1'\n\
          sys.argv += ['--max-entry', '1000000', '--fortunes', {fortunes:?}]",
-        fortunes = fortunes.display().to_string()
+        fortunes = fortunes.path().display().to_string()
     )) else {
         return;
     };
@@ -206,7 +206,7 @@ fn a_sighup_while_loading_is_a_reload_once_loaded() {
     for attempt in 1..=5 {
         let server = Cmd::server()
             .args(["--listen", "127.0.0.1:0", "--fortunes"])
-            .arg(&fortunes)
+            .arg(fortunes.path())
             .spawn();
         let exe_link = format!("/proc/{}/exe", server.pid());
         let end = Instant::now() + Duration::from_secs(10);
