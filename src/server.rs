@@ -563,7 +563,8 @@ impl Worker {
     }
 
     /// What this worker does next in its `phase` (which it may move on):
-    /// the time to wake up at the latest, or None when it is done.
+    /// the time to wake up at the latest, or None when it is done (never
+    /// None for "no deadline": that is a heartbeat away).
     fn next_wake<'a>(
         &mut self,
         server: &'a Arc<Server>,
@@ -600,16 +601,20 @@ impl Worker {
                     }
                     return self.next_wake(server, phase, epoll, linger, next_close, now);
                 }
-                server
+                let until = server
                     .last_accept
                     .get()
                     .copied()
                     .into_iter()
                     .chain(next_close)
-                    .min()
+                    .min();
+                until.or(Some(now + BEAT_EVERY))
             }
             Phase::Closing if linger.is_empty() => None,
-            Phase::Closing => server.stop_by.get().copied().into_iter().chain(next_close).min(),
+            Phase::Closing => {
+                let until = server.stop_by.get().copied().into_iter().chain(next_close).min();
+                until.or(Some(now + BEAT_EVERY))
+            }
         }
     }
 }
