@@ -31,7 +31,7 @@ use std::fmt;
 use std::panic::Location;
 
 use activation::{Activation, ActivationError};
-use fortunes::{Live, LoadError, Opening, Selection, Store};
+use fortunes::{Live, LoadError, Opening, Store};
 
 /// Stack size of every thread we start: they hold a few small buffers only.
 pub const THREAD_STACK: usize = 128 * 1024;
@@ -167,11 +167,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     // Adopt (and unset LISTEN_*) before any thread starts.
     let activation = activation::activate(cli.inetd, &cli.listen)?;
     let cache_dir = cli.cache_dir();
-    let selection = Selection {
-        paths: cli.fortunes,
-        offensive: cli.offensive,
-        max_entry: cli.max_entry as usize,
-    };
+    let selection = cli.selection();
     // One connection per process: open only the file picked (see Opening::Lazy).
     let opening = match activation {
         Activation::Connected(_) => Opening::Lazy,

@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    if let Err(line) = cli.check() {
+        usage_error(&line);
+        return ExitCode::from(exit::USAGE);
+    }
     logging::set_level(cli.log_level);
     match fortune_server::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),

@@ -1,10 +1,9 @@
 //! [`Live`], the collection being served, swapped whole on reload, and the
-//! pick: a random fortune (never the one served just before) or today's,
-//! that fits the protocol's frame.
+//! pick: a random fortune (never the one served just before while its file
+//! or share has another) or today's, from the collection's
+//! [`Table`](super::select::Table), that fits the protocol's frame.
 
 use std::sync::{Arc, RwLock};
-
-use rand::RngExt;
 
 use super::daily;
 use super::disk::EntryError;
@@ -50,8 +49,9 @@ const TRIES: usize = 16;
 const DRAWS: usize = 1024;
 
 /// One frame of a fortune of `store` that fits `protocol` (qt4's 64 KiB)
-/// and `max_len` (one UDP datagram): random and never the one this store
-/// served just before (the Qt clients re-request at once on a repeat), or
+/// and `max_len` (one UDP datagram): drawn from the store's table (its
+/// shares), never the one this store served just before when the share it
+/// fell in has another (the Qt clients re-request at once on a repeat), or
 /// today's with `daily`. An entry that cannot be served (see
 /// [`EntryError`]) is skipped and another drawn, [`TRIES`] times at most
 /// (entries of a file refused when opened do not count, up to [`DRAWS`]),
@@ -63,11 +63,10 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
     let fitting = limit
         .filter(|&limit| store.longest().is_some_and(|l| worst_frame(protocol, l) > limit))
         .map(|limit| store.fitting(protocol, limit));
-    let n = fitting.as_ref().map_or(store.len(), |f| f.len());
-    if n == 0 {
+    let table = fitting.as_deref().unwrap_or(store.table());
+    if table.is_empty() {
         return None;
     }
-    let entry_of = |k: usize| fitting.as_ref().map_or(k, |f| f[k]);
     let previous = store.last().filter(|_| !daily);
     let today = daily.then(daily::today);
     // Some(frame), or None after a costly failure; Err for an entry of a
@@ -97,10 +96,11 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
         }
     };
     let mut tries = 0;
+    let mut rng = rand::rng();
     for attempt in 0..DRAWS {
         let i = match today {
-            Some(date) => entry_of(daily::index(date, attempt as u64, n)),
-            None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
+            Some(date) => table.pick(&mut daily::Days::new(date, attempt as u64), None),
+            None => table.pick(&mut rng, previous),
         };
         match serve(i) {
             Ok(Some(frame)) => return Some(frame),
@@ -122,19 +122,6 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
         log::debug!("{message}");
     }
     None
-}
-
-/// A uniformly random position in `0..n`, not one `is_previous` says was
-/// served last when there is another.
-fn random_other(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
-    let mut rng = rand::rng();
-    let k = rng.random_range(0..n);
-    if n > 1 && is_previous(k) {
-        // Uniform over the n-1 others.
-        (k + rng.random_range(1..n)) % n
-    } else {
-        k
-    }
 }
 
 /// The largest frame `protocol` and `max_len` allow, if any.
@@ -285,11 +272,5 @@ mod tests {
             small.entry(4),
             Err(crate::fortunes::EntryError::Missing { n: 4, len: 1 })
         ));
-    }
-
-    #[test]
-    fn random_other_avoids_the_previous() {
-        assert!((0..1000).all(|_| random_other(3, |k| k == 1) != 1));
-        assert_eq!(random_other(1, |k| k == 0), 0);
     }
 }

@@ -20,17 +20,20 @@ use nix::sys::resource::{Resource, getrlimit};
 
 use super::disk::{self, MAX_ENTRY};
 use super::lists::{self, Lists, Stamp};
+use super::select::{Choice, Empty, Group, Length};
 use super::store::{Source, Store};
 use super::strfile::Header;
 use super::text::TextError;
 
 /// What to load: the `--fortunes` paths, whether offensive collections may
-/// be served, and the longest entry served (`--max-entry`).
+/// be served, the longest entry served (`--max-entry`), and how the picks
+/// are shared out ([`Choice`]: percentages, `--equal`, `--short`/`--long`).
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
     pub max_entry: usize,
+    pub choice: Choice,
 }
 
 impl Default for Selection {
@@ -39,6 +42,7 @@ impl Default for Selection {
             paths: Vec::new(),
             offensive: false,
             max_entry: MAX_ENTRY,
+            choice: Choice::default(),
         }
     }
 }
@@ -69,6 +73,9 @@ pub enum Problem {
     },
     /// Named on its own without `--offensive`.
     Offensive,
+    /// No fortune of the length chosen (`--short`, `--long`) in the path
+    /// given a percentage, or in the whole collection.
+    NoneOfLength(Length),
 }
 
 impl LoadError {
@@ -108,6 +115,10 @@ impl fmt::Display for LoadError {
             Problem::NoFortuneFiles { offensive } => write!(
                 f,
                 "fortune directory {path} holds only offensive collections ({offensive}); add --offensive to serve them"
+            ),
+            Problem::NoneOfLength(length) => write!(
+                f,
+                "{path} holds no fortune of {length}; choose another length or path"
             ),
             Problem::Offensive => write!(
                 f,
@@ -158,6 +169,11 @@ impl Store {
             return Ok(Store::builtin());
         }
         let offensive = selection.offensive;
+        // Choosing by length needs every entry's length: every file opened.
+        let opening = match selection.choice.length {
+            Length::Any => opening,
+            _ => Opening::Eager,
+        };
         let cache = cache.filter(|_| opening == Opening::Lazy).map(|dir| Cache {
             dir,
             old: lists::read(dir).filter(|l| l.offensive == offensive),
@@ -176,13 +192,24 @@ impl Store {
             may_hold: hold_budget(),
         };
         let mut origin = Vec::new();
-        for named in &selection.paths {
+        // Per path loaded: its files and share, and (path, optional).
+        let mut groups = Vec::new();
+        let mut loaded = Vec::new();
+        for (i, named) in selection.paths.iter().enumerate() {
             let (path, optional) = match named.to_str().and_then(|p| p.strip_prefix('-')) {
                 Some(rest) => (Path::new(rest), true),
                 None => (named.as_path(), false),
             };
+            let first = loader.sources.len();
             match loader.add_path(path) {
-                Ok(()) => origin.push(path.display().to_string()),
+                Ok(()) => {
+                    origin.push(path.display().to_string());
+                    groups.push(Group {
+                        files: first..loader.sources.len(),
+                        percent: selection.choice.percent(i),
+                    });
+                    loaded.push((path, optional));
+                }
                 Err(e) if optional && e.is_absence() => log::info!("{e}; it is optional, left out"),
                 Err(e) => return Err(e),
             }
@@ -196,12 +223,32 @@ impl Store {
             }
             cache.dir.to_path_buf()
         });
-        Ok(Store::new(
-            loader.sources,
-            origin.join(", "),
-            selection,
-            list_cache,
-        ))
+        let origin = origin.join(", ");
+        let mut store = Store::new(loader.sources, origin.clone(), selection, list_cache, groups);
+        loop {
+            let (path, problem) = match store.settle() {
+                Ok(()) => return Ok(store),
+                Err(Empty::Group(g)) => match loaded.get(g) {
+                    Some(&(path, true)) => {
+                        log::info!(
+                            "{} holds no fortune of {}; it is optional, left out",
+                            path.display(),
+                            selection.choice.length
+                        );
+                        loaded.remove(g);
+                        store.leave_out(g);
+                        continue;
+                    }
+                    Some(&(path, false)) => (path.to_path_buf(), selection.choice.length),
+                    None => (PathBuf::from(&origin), selection.choice.length),
+                },
+                Err(Empty::All) => (PathBuf::from(&origin), selection.choice.length),
+            };
+            return Err(LoadError {
+                path,
+                problem: Problem::NoneOfLength(problem),
+            });
+        }
     }
 }
 

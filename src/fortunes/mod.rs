@@ -4,14 +4,17 @@
 //! [`Opening`], [`LoadError`]); [`disk`]: reading files and their indexes
 //! safely, within documented caps; [`store`]: a loaded collection, entry `n`
 //! of it; [`live`]: the collection being served, swapped on reload, and the
-//! pick; [`strfile`] and [`text`]: the pure parsers; [`daily`]: the quote of
-//! the day; [`lists`]: the directory lists cached for one-connection processes.
+//! pick; [`select`]: fortune-mod's ways of choosing (percentages, `--equal`,
+//! `--short`/`--long`) and the table a pick draws from; [`strfile`] and
+//! [`text`]: the pure parsers; [`daily`]: the quote of the day; [`lists`]:
+//! the directory lists cached for one-connection processes.
 
 pub mod daily;
 pub mod disk;
 pub mod lists;
 pub mod live;
 pub mod load;
+pub mod select;
 pub mod store;
 pub mod strfile;
 pub mod text;
@@ -19,6 +22,7 @@ pub mod text;
 pub use disk::{EntryError, MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
 pub use live::Live;
 pub use load::{LoadError, Opening, Problem, Selection};
+pub use select::{Choice, Length};
 pub use store::Store;
 
 /// The seven fortunes of Qt's Threaded Fortune Server example, verbatim.
