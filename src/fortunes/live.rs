@@ -150,20 +150,42 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crate::fortunes::{BUILTIN, Opening, Selection};
+    use std::path::PathBuf;
+
+    use crate::fortunes::{BUILTIN, Choice, Length, LoadError, Opening, Selection};
 
     /// A store loaded from a scratch file holding `entries`.
     fn store_of(entries: &[&str]) -> Store {
+        load_files(&[(None, entries)], Choice::default()).unwrap()
+    }
+
+    /// Loads scratch files, one per list of entries, each named with its
+    /// percentage (`Some`, an optional path when the list is empty and missing).
+    fn load_files(files: &[(Option<u8>, &[&str])], choice: Choice) -> Result<Store, LoadError> {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
-        std::fs::write(&file, entries.join("\n%\n")).unwrap();
+        let mut paths = Vec::new();
+        for (_, entries) in files {
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
+            if entries.is_empty() {
+                paths.push(PathBuf::from(format!("-{}", file.display())));
+            } else {
+                std::fs::write(&file, entries.join("\n%\n")).unwrap();
+                paths.push(file);
+            }
+        }
         let selection = Selection {
-            paths: vec![file.clone()],
+            paths: paths.clone(),
+            choice: Choice {
+                percents: files.iter().map(|f| f.0).collect(),
+                ..choice
+            },
             ..Selection::default()
         };
-        let store = Store::load(&selection, Opening::Eager).unwrap();
-        std::fs::remove_file(file).unwrap();
+        let store = Store::load(&selection, Opening::Eager);
+        for path in paths.iter().filter(|p| !p.to_string_lossy().starts_with('-')) {
+            std::fs::remove_file(path).unwrap();
+        }
         store
     }
 
@@ -224,6 +246,117 @@ mod tests {
             none_fit.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)),
             None
         );
+    }
+
+    const TEN: [&str; 10] = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"];
+
+    /// The share of "a" in 20,000 picks.
+    fn share_of_a(live: &Live) -> f64 {
+        let picks = 20_000;
+        let a = (0..picks)
+            .filter(|_| text_of(&live.frame(Protocol::Qt, None).unwrap()) == "a")
+            .count();
+        let share = a as f64 / picks as f64;
+        println!("share of A in {picks} picks: {share:.4}");
+        share
+    }
+
+    #[test]
+    fn percentages_share_the_picks() {
+        // 80% A (1 fortune), 20% B (10): A repeats, its share comes first.
+        let store = load_files(&[(Some(80), &["a"]), (Some(20), &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.8).abs() < 0.02, "{a}");
+        // 20% A, the rest to B.
+        let store = load_files(&[(Some(20), &["a"]), (None, &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.2).abs() < 0.02, "{a}");
+        // An optional path missing: its share goes to the others.
+        let store = load_files(&[(Some(50), &[]), (Some(50), &["a", "b"])], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.5).abs() < 0.02, "{a}");
+    }
+
+    #[test]
+    fn equal_files_share_the_picks() {
+        let equal = Choice {
+            equal: true,
+            ..Choice::default()
+        };
+        let store = load_files(&[(None, &["a"]), (None, &TEN)], equal.clone()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.5).abs() < 0.02, "{a}");
+        // Without --equal, each entry: 1 in 11.
+        let store = load_files(&[(None, &["a"]), (None, &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 1.0 / 11.0).abs() < 0.02, "{a}");
+    }
+
+    #[test]
+    fn short_and_long_fortunes() {
+        let long = "l".repeat(200);
+        let entries = ["s1", long.as_str(), "s2"];
+        let short = Choice {
+            length: Length::Short(160),
+            ..Choice::default()
+        };
+        let live = Live::new(load_files(&[(None, &entries)], short.clone()).unwrap(), false);
+        for _ in 0..50 {
+            assert!(text_of(&live.frame(Protocol::Qt, None).unwrap()).starts_with('s'));
+        }
+        let live = Live::new(
+            load_files(
+                &[(None, &entries)],
+                Choice {
+                    length: Length::Long(160),
+                    ..Choice::default()
+                },
+            )
+            .unwrap(),
+            false,
+        );
+        assert_eq!(text_of(&live.frame(Protocol::Qt, None).unwrap()), long);
+        // --short-max counts the newline, as strfile does: "s1\n" is 3 bytes.
+        let tiny = Choice {
+            length: Length::Short(2),
+            ..Choice::default()
+        };
+        let e = load_files(&[(None, &entries)], tiny).unwrap_err();
+        assert!(matches!(
+            e.problem,
+            crate::fortunes::Problem::NoneOfLength(Length::Short(2))
+        ));
+        assert!(
+            e.to_string().ends_with(
+                " holds no fortune of at most 2 bytes (--short, --short-max); choose another length or path"
+            ),
+            "{e}"
+        );
+        // A path with a percentage and nothing short: an error naming it...
+        let longs: [&str; 1] = [&long];
+        let e = load_files(&[(Some(30), &longs), (None, &entries)], short.clone()).unwrap_err();
+        assert!(
+            e.to_string().contains("holds no fortune of at most 160 bytes"),
+            "{e}"
+        );
+        // ...while a path without one only counts for what it has.
+        assert!(load_files(&[(None, &longs), (None, &entries)], short.clone()).is_ok());
+        // The short ones still fit a datagram, drawn from the same table.
+        let live = Live::new(load_files(&[(None, &entries)], short).unwrap(), true);
+        let day = live.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)).unwrap();
+        assert!(day == b"s1\r\n" || day == b"s2\r\n", "{day:?}");
+    }
+
+    #[test]
+    fn daily_composes_with_the_shares() {
+        // 100% of the picks to B: the day's fortune is one of B's, all day.
+        let store = load_files(&[(Some(100), &TEN)], Choice::default()).unwrap();
+        let live = Live::new(store, true);
+        let first = text_of(&live.frame(Protocol::Qt, None).unwrap());
+        assert!(first.starts_with('b'), "{first}");
+        for _ in 0..20 {
+            assert_eq!(text_of(&live.frame(Protocol::Qt, None).unwrap()), first);
+        }
     }
 
     #[test]
