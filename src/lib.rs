@@ -4,11 +4,13 @@
 //! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
 //! client, [`server`] is the accept loop, [`linger`] holds a worker's
-//! connections until their peers leave, [`sources`] caps what one source
-//! holds, [`datagram`] answers UDP, [`ratelimit`] bounds what a client can
-//! make us repeat (UDP replies, log lines), [`service`] runs the process's
-//! life, [`notify`] talks to systemd, [`logging`] chooses where logs go;
-//! [`client`] is `fortune-client` and its benchmark.
+//! connections until their peers leave, [`prefix`] says what a source is,
+//! [`sources`] caps what one source holds, [`datagram`] answers UDP,
+//! [`ratelimit`] bounds the UDP replies a source gets, [`fold`] folds
+//! client-caused log lines, [`stats`] holds the counters, [`service`] runs
+//! the process's life, [`notify`] talks to systemd, [`logging`] chooses
+//! where logs go, [`limits`] raises resource limits; [`client`] is
+//! `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
@@ -16,15 +18,19 @@ pub mod cli;
 pub mod client;
 pub mod connection;
 pub mod datagram;
+pub mod fold;
 pub mod fortunes;
+pub mod limits;
 pub mod linger;
 pub mod logging;
 pub mod notify;
+pub mod prefix;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod sockets;
 pub mod sources;
+pub mod stats;
 pub mod wire;
 
 use std::fmt;
@@ -174,7 +180,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         Activation::Listening { .. } => Opening::Eager,
     };
     // Before loading: a collection holds descriptors (see fortunes::load).
-    service::raise_fd_limit();
+    limits::raise_fd_limit();
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
         Err(e) => {

@@ -35,12 +35,12 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::{SockFilter, SockRef};
 
 use crate::connection;
+use crate::fold::{self, Fold};
 use crate::fortunes::Live;
 use crate::linger::{self, Linger};
-use crate::notify::{Active, Stats};
-use crate::ratelimit::{self, Fold};
 use crate::sockets::{Listener, Stream};
 use crate::sources::{SourceSlot, Sources};
+use crate::stats::{Active, Stats};
 use crate::wire::Protocol;
 
 /// Workers kept even when idle: one, so that a new client does not wait for
@@ -258,7 +258,7 @@ impl Server {
                 // The client left between its handshake and our accept, or a
                 // network error of its own: nothing to do for the others.
                 AcceptError::ClientGone => {
-                    ratelimit::note(Fold::AcceptFailed, format_args!("accept on {listener}: {e}"))
+                    fold::note(Fold::AcceptFailed, format_args!("accept on {listener}: {e}"))
                 }
                 AcceptError::OutOfFds => {
                     if !self.out_of_fds.swap(true, Ordering::Relaxed) {
@@ -360,7 +360,7 @@ impl Server {
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
-                    ratelimit::note(
+                    fold::note(
                         Fold::NotDelivered,
                         format_args!("{}: fortune not delivered: {e}", stream.peer()),
                     );

@@ -9,19 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
-use crate::notify::{self, Stats};
+use crate::notify;
 use crate::server::{self, Server};
 use crate::sockets::Listener;
 use crate::sources::Sources;
+use crate::stats::Stats;
 use crate::wire::Protocol;
-use crate::{Error, datagram, ratelimit};
+use crate::{Error, datagram, fold};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -154,7 +154,7 @@ pub fn run(
         if watchdog.is_some() {
             notify::watchdog();
         }
-        ratelimit::flush();
+        fold::flush();
         if Instant::now() >= next_status {
             let status = format!("{serving}; {}", stats.summary());
             if status != last_status {
@@ -171,7 +171,7 @@ pub fn run(
         log::warn!("stop timeout reached with connections still being written; closing them");
     }
     stop_datagrams.store(true, Ordering::Relaxed);
-    ratelimit::flush_all();
+    fold::flush_all();
     log::info!("stopped; {}", stats.summary());
     Ok(())
 }
@@ -243,19 +243,6 @@ fn serving_text(store: &Store, described: &[String]) -> String {
         store.origin(),
         described.join(", ")
     )
-}
-
-/// Lingering clients each hold a descriptor (so do `fortune-client bench
-/// --idle` ones), and so do the fortune files (`fortunes::load`): raised
-/// before the collection is loaded. systemd's default soft limit (1024) is
-/// far below its hard limit, and we never use select(2).
-pub fn raise_fd_limit() {
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        log::debug!("cannot raise the descriptor limit to {hard}: {e}");
-    }
 }
 
 #[cfg(test)]

@@ -218,7 +218,7 @@ struct Tally {
 /// Runs the clients; fails only if the idle connections cannot be opened or
 /// no driver thread can run.
 pub fn run(o: &Options) -> Result<Report, Error> {
-    crate::service::raise_fd_limit();
+    crate::limits::raise_fd_limit();
     let mut held = Vec::with_capacity(o.idle);
     for i in 0..o.idle {
         let stream = super::connect(&[o.addr], o.timeout).map_err(|e| Error {
