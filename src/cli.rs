@@ -132,6 +132,37 @@ pub struct Cli {
 /// tests/docs.rs next to what clap gives (the `FORTUNE_*` variables come
 /// from the options themselves).
 pub mod man {
+    /// How the fortune served is chosen, with fortune-mod's names beside
+    /// ours (docs/collections.md says the same at length).
+    pub const CHOOSING: &[(&str, &str)] = &[
+        (
+            "--fortunes 'N% PATH'  (fortune: N% PATH)",
+            "PATH gets N percent of the picks (a whole number from 1 to 100; 'N%PATH' too). \
+             Paths without a percentage share the rest, in proportion to their entries. As \
+             fortune-mod: the percentages add up to at most 100; below 100 some path without one \
+             takes the rest; at 100 none is left without one; otherwise the service stops with \
+             status 2 and one line naming the values. A percentage on a path that is missing or \
+             has no fortune to serve stops it with status 1, unless the path is optional ('N% -PATH'): \
+             then its share goes to the others, in proportion.",
+        ),
+        (
+            "--equal  (fortune -e)",
+            "Each file (each member of a directory) is equally likely, then an entry in it; \
+             within a percentage, its files share it equally; the files without one share the rest.",
+        ),
+        (
+            "--short, --long, --short-max N  (fortune -s, -l, -n N)",
+            "Only fortunes of at most N bytes (default 160), or of more, as strfile(1) counts them: \
+             their lines with the newlines. Nothing of that length left to serve stops the service \
+             with status 1. Over UDP (RFC 865) only fortunes that fit 512 bytes are drawn, whatever \
+             is chosen.",
+        ),
+        (
+            "--daily",
+            "Composes with all of the above: the day's fortune is drawn by the same shares.",
+        ),
+    ];
+
     /// Variables set by systemd (or by hand) that the binary reads.
     pub const ENVIRONMENT: &[(&str, &str)] = &[
         (

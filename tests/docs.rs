@@ -57,7 +57,7 @@ fn generate() -> Vec<(String, Vec<u8>)> {
 }
 
 /// fortune-server(8): clap_mangen's sections, with a SYNOPSIS that names
-/// each option's argument, then EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO
+/// each option's argument, then CHOOSING FORTUNES, EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO
 /// from `fortune_server::exit::MEANINGS`, the options' variables and
 /// `fortune_server::cli::man`.
 fn server_page(mut cmd: clap::Command) -> Vec<u8> {
@@ -89,6 +89,13 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
     synopsis.text(line);
 
     let mut extra = Roff::new();
+    extra.control("SH", ["CHOOSING FORTUNES"]);
+    for (what, meaning) in man::CHOOSING {
+        extra
+            .control("TP", [])
+            .text([bold(*what)])
+            .text([roman(*meaning)]);
+    }
     extra.control("SH", ["EXIT STATUS"]);
     for (status, meaning) in fortune_server::exit::MEANINGS {
         extra
