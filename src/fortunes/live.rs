@@ -6,7 +6,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::daily;
-use super::disk::EntryError;
+use super::error::EntryError;
 use super::store::Store;
 use crate::wire::{self, Protocol};
 
@@ -148,10 +148,9 @@ fn worst_frame(protocol: Protocol, bytes: usize) -> usize {
 mod tests {
     use super::*;
 
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use std::path::PathBuf;
 
+    use crate::fortunes::fixture::Scratch;
     use crate::fortunes::{BUILTIN, Choice, Length, LoadError, Opening, Selection};
 
     /// A store loaded from a scratch file holding `entries`.
@@ -160,33 +159,36 @@ mod tests {
     }
 
     /// Loads scratch files, one per list of entries, each named with its
-    /// percentage (`Some`, an optional path when the list is empty and missing).
+    /// percentage (an empty list: an optional path that is missing).
     fn load_files(files: &[(Option<u8>, &[&str])], choice: Choice) -> Result<Store, LoadError> {
-        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = Scratch::dir();
         let mut paths = Vec::new();
-        for (_, entries) in files {
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
+        for (n, (_, entries)) in files.iter().enumerate() {
+            let file = dir.join(n.to_string());
             if entries.is_empty() {
                 paths.push(PathBuf::from(format!("-{}", file.display())));
             } else {
-                std::fs::write(&file, entries.join("\n%\n")).unwrap();
+                std::fs::write(
+                    &file,
+                    entries.join(
+                        "
+%
+",
+                    ),
+                )
+                .unwrap();
                 paths.push(file);
             }
         }
         let selection = Selection {
-            paths: paths.clone(),
+            paths,
             choice: Choice {
                 percents: files.iter().map(|f| f.0).collect(),
                 ..choice
             },
             ..Selection::default()
         };
-        let store = Store::load(&selection, Opening::Eager);
-        for path in paths.iter().filter(|p| !p.to_string_lossy().starts_with('-')) {
-            std::fs::remove_file(path).unwrap();
-        }
-        store
+        Store::load(&selection, Opening::Eager)
     }
 
     fn live_of(entries: &[&str], daily: bool) -> Live {
