@@ -88,14 +88,15 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
     }
     synopsis.text(line);
 
+    // A tagged paragraph per (term, meaning), the term in bold.
+    let tagged = |roff: &mut Roff, list: &[(&str, &str)]| {
+        for (term, meaning) in list {
+            roff.control("TP", []).text([bold(*term)]).text([roman(*meaning)]);
+        }
+    };
     let mut extra = Roff::new();
     extra.control("SH", ["CHOOSING FORTUNES"]);
-    for (what, meaning) in man::CHOOSING {
-        extra
-            .control("TP", [])
-            .text([bold(*what)])
-            .text([roman(*meaning)]);
-    }
+    tagged(&mut extra, man::CHOOSING);
     extra.control("SH", ["EXIT STATUS"]);
     for (status, meaning) in fortune_server::exit::MEANINGS {
         extra
@@ -125,12 +126,7 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
                 None => vec![roman("As "), bold(format!("--{long}")), roman(".")],
             });
     }
-    for (vars, meaning) in man::ENVIRONMENT {
-        extra
-            .control("TP", [])
-            .text([bold(*vars)])
-            .text([roman(*meaning)]);
-    }
+    tagged(&mut extra, man::ENVIRONMENT);
     extra.control("SH", ["FILES"]);
     for (path, meaning) in man::FILES {
         extra

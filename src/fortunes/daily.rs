@@ -37,7 +37,7 @@ impl Days {
 
 impl Draw for Days {
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next() % n.max(1) as u64) as usize
     }
 
     fn coin(&mut self) -> u32 {

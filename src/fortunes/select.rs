@@ -171,7 +171,7 @@ pub enum Empty {
 
 /// What a pick draws from: random numbers, or the day's (`--daily`).
 pub trait Draw {
-    /// Uniform in `0..n` (`n` > 0).
+    /// Uniform in `0..n`; 0 when `n` is 0.
     fn below(&mut self, n: usize) -> usize;
     /// Uniform over all `u32`.
     fn coin(&mut self) -> u32;
@@ -179,7 +179,7 @@ pub trait Draw {
 
 impl Draw for rand::rngs::ThreadRng {
     fn below(&mut self, n: usize) -> usize {
-        rand::RngExt::random_range(self, 0..n)
+        rand::RngExt::random_range(self, 0..n.max(1))
     }
 
     fn coin(&mut self) -> u32 {
