@@ -240,8 +240,11 @@ impl Cli {
     /// What clap cannot check value by value: fortune-mod's rules for the
     /// percentages of all `--fortunes` values together. The error is the
     /// one line to report, as [`parse`] gives it.
-    pub fn check(&self) -> Result<(), String> {
-        select::check_shares(&self.fortunes).map_err(|e| format!("error: {e} (see --help)"))
+    pub fn check(self) -> Result<Cli, String> {
+        match select::check_shares(&self.fortunes) {
+            Ok(()) => Ok(self),
+            Err(e) => Err(format!("error: {e} (see --help)")),
+        }
     }
 
     /// What to serve and how to choose.

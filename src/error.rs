@@ -39,12 +39,13 @@ pub mod exit {
         ),
         (
             FORTUNES,
-            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
-             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry; or \
-             none of the length --short or --long chose, in the collection or in a path given a \
-             percentage), \
-             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
-             offensive without --offensive. Nothing was served.",
+            "A fortune file named on its own is unreadable, is not a regular file (a FIFO, a device, \
+             a socket; or its index is one), is the kernel's (/proc, /sys, /dev), holds no fortunes \
+             (or only ones longer than --max-entry), is larger than 4 MiB without an index, is not \
+             UTF-8 (a file without index), or is offensive without --offensive; or the collection, \
+             or a path given a percentage, holds no fortune of the length --short or --long chose; \
+             or a directory is unreadable or holds no servable fortune file (broken members are only left out while \
+             one is servable). Nothing was served.",
         ),
         (
             USAGE,
@@ -61,7 +62,9 @@ pub mod exit {
         (LISTEN, "A --listen address cannot be bound."),
         (
             RUNTIME,
-            "The system refused a resource (threads, epoll, signal handling).",
+            "The system refused a resource (threads, epoll, signal handling), or a serving \
+             thread (a worker, a UDP thread) died and could not be replaced: systemd restarts \
+             the service (Restart=on-failure).",
         ),
     ];
 }
