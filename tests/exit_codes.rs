@@ -243,7 +243,7 @@ fn bad_percentages_are_one_line_naming_the_value() {
         .args(["--listen", "127.0.0.1:0", "--fortunes"])
         .arg(format!("30% {}", missing.display()))
         .arg("--fortunes")
-        .arg(&builtin)
+        .arg(builtin.path())
         .run(LIMIT);
     done.assert_code(exit::FORTUNES.into())
         .assert_stderr_has(&format!("cannot read fortune file {}", missing.display()));
