@@ -85,7 +85,7 @@ impl Store {
         cache: Option<&Path>,
     ) -> Result<Store, LoadError> {
         if selection.paths.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let offensive = selection.offensive;
         // Choosing by length needs every entry's length: every file opened.
@@ -137,7 +137,7 @@ impl Store {
         }
         loader.finish();
         if loader.members.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let list_cache = loader.cache.map(|cache| {
             if cache.changed {
@@ -179,6 +179,21 @@ impl Store {
             });
         }
     }
+}
+
+/// The built-in fortunes, of the length chosen (`--long` leaves none).
+fn builtin(selection: &Selection) -> Result<Store, LoadError> {
+    let mut store = Store::builtin();
+    let groups = vec![Group {
+        files: 0..1,
+        percent: None,
+    }];
+    store.share(groups, selection.choice.clone());
+    store.settle().map_err(|_| LoadError {
+        path: PathBuf::from(store.origin()),
+        problem: Problem::NoneOfLength(selection.choice.length),
+    })?;
+    Ok(store)
 }
 
 /// Directory members left out with a warning in one load; the others are
@@ -434,6 +449,24 @@ mod tests {
         (0..store.len())
             .map(|n| store.entry(n).unwrap().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn the_builtin_fortunes_are_of_the_length_chosen() {
+        let with = |length| Selection {
+            choice: Choice {
+                length,
+                ..Choice::default()
+            },
+            ..Selection::default()
+        };
+        let short = Store::load(&with(Length::Short(160)), Opening::Eager).unwrap();
+        assert_eq!(short.table().len(), 7);
+        let e = Store::load(&with(Length::Long(160)), Opening::Eager).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "built-in holds no fortune of more than 160 bytes (--long, --short-max); choose another length or path"
+        );
     }
 
     #[test]
