@@ -108,13 +108,16 @@ pub struct Cli {
     pub max_connections: u32,
 
     /// Connections (and descriptors) one source may hold at once, being served or waiting for
-    /// the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once,
-    /// without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit.
+    /// the client to close; a source is a /24 (IPv4) or a /48 (IPv6). More are closed at once,
+    /// without a fortune. Of them, at most 1/8 of --max-connections may be slow readers being
+    /// written; more are reset. 0: no cap, no share (e.g. behind a proxy). Default: 1/8 of the
+    /// descriptor limit.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
     pub max_per_source: Option<u32>,
 
-    /// UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of
-    /// --udp-burst; more datagrams go unanswered. 0: no limit.
+    /// UDP replies a second per source (a /24 for IPv4, a /48 for IPv6), after a burst of
+    /// --udp-burst; all sources together get at most 4096 times this, sources seen asking
+    /// in the last 1 to 2 s first; more datagrams go unanswered. 0: no limit.
     #[arg(long, value_name = "N", env = "FORTUNE_UDP_RATE", default_value_t = 5)]
     pub udp_rate: u32,
 
