@@ -326,7 +326,7 @@ fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
     notify::reloading();
     match Store::load(selection, Opening::Eager) {
         Ok(store) => {
-            log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.len(), store.origin());
+            log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.table().len(), store.origin());
             live.replace(store);
         }
         Err(e) => {
@@ -341,7 +341,7 @@ fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
 fn serving_text(store: &Store, described: &[String]) -> String {
     format!(
         "Serving {} fortunes ({}) on {}",
-        store.len(),
+        store.table().len(),
         store.origin(),
         described.join(", ")
     )

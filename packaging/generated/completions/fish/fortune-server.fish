@@ -2,7 +2,8 @@ complete -c fortune-server -l listen -d 'Address to listen on when systemd passe
 complete -c fortune-server -l protocol -d 'Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
 qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
-complete -c fortune-server -l fortunes -d 'Fortune file (fortune-mod\'s `%` lines with its strfile index NAME.dat if any, or one fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes); repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune files. Default (or nothing left): the built-in seven' -r -F
+complete -c fortune-server -l fortunes -d 'Fortune file (fortune-mod\'s `%` lines with its strfile index NAME.dat if any, or one fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes); repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune files. `N% PATH` (fortune\'s `N% PATH`) gives PATH N percent of the picks; paths without one share the rest; together at most 100. Default (or nothing left): the built-in seven' -r
+complete -c fortune-server -l short-max -d 'The longest fortune counted as short, in bytes as strfile(1) counts them: its lines with their newlines (fortune\'s -n)' -r
 complete -c fortune-server -l cache-dir -d 'Directory for the cache of the fortune directories\' lists, read and written by one-connection processes (Accept=yes, --inetd) so each need not list them again. Default: systemd\'s CacheDirectory= ($CACHE_DIRECTORY), else none' -r -F
 complete -c fortune-server -l max-entry -d 'Longest fortune served, in bytes of UTF-8: longer entries are left out, with one warning per file at load. Each connection in flight holds at most twice this' -r
 complete -c fortune-server -l timeout -d 'Seconds any one wait may take: writing to a client, waiting for it to close, stopping' -r
@@ -12,6 +13,9 @@ complete -c fortune-server -l max-per-source -d 'Connections (and descriptors) o
 complete -c fortune-server -l udp-rate -d 'UDP replies a second per source (a /24 for IPv4, a /48 for IPv6), after a burst of --udp-burst; all sources together get at most 4096 times this, sources seen asking in the last 1 to 2 s first; more datagrams go unanswered. 0: no limit' -r
 complete -c fortune-server -l udp-burst -d 'UDP replies one source may get at once before --udp-rate applies' -r
 complete -c fortune-server -l log-level -d 'Log level: error, warn, info, debug or trace' -r
+complete -c fortune-server -l equal -d 'Each file (each member of a directory) equally likely, then an entry in it, whatever their sizes; percentages apply first (fortune\'s -e). Default: each entry equally likely'
+complete -c fortune-server -l short -d 'Serve only short fortunes, of at most --short-max bytes (fortune\'s -s)'
+complete -c fortune-server -l long -d 'Serve only long fortunes, of more than --short-max bytes (fortune\'s -l)'
 complete -c fortune-server -l offensive -d 'Also serve offensive collections (rot13 index, off/ directory), decoded'
 complete -c fortune-server -l daily -d 'The same fortune all day for everyone (from the date in the local time zone). Qt\'s Fortune Client asks again at once when a fortune repeats: it reconnects in a loop'
 complete -c fortune-server -l inetd -d 'Serve the connection on standard input (inetd, or systemd\'s StandardInput=socket)'
