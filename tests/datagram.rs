@@ -9,16 +9,9 @@
 mod util;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use util::{Finished, UdpSpy, figure, free_port, require, require_root, spoof_udp, udp_service};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use util::{Finished, UdpSpy, figure, free_port, require, require_root, serial, spoof_udp, udp_service};
 
 /// The payload of every forged request, to tell it from replies.
 const FORGED: &[u8] = b"forged request";

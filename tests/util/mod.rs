@@ -41,12 +41,18 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+mod process;
+
+/// Held by a test that must run alone in its binary (heavy load, or counts
+/// that another test's traffic would disturb); a failed holder frees it.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    process::free_port().expect("a free loopback port")
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -74,16 +80,7 @@ impl Cmd {
     pub fn new(program: &str) -> Cmd {
         let mut cmd = Command::new(program);
         // Tests set what they need; inherited activation variables would confuse them.
-        for var in [
-            "LISTEN_PID",
-            "LISTEN_FDS",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "JOURNAL_STREAM",
-        ] {
-            cmd.env_remove(var);
-        }
+        process::clean_env(&mut cmd);
         Cmd {
             cmd,
             shown: program.to_string(),
@@ -539,23 +536,7 @@ pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAd
 /// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
 /// as Qt's examples that choose a random one; waits up to 10 s.
 pub fn listening_port(pid: u32) -> Option<u16> {
-    let tag = format!("pid={pid},");
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let port = text
-            .lines()
-            .find(|l| l.contains(&tag))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|local| local.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
-        if port.is_some() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+    process::listening_port(pid, Duration::from_secs(10))
 }
 
 /// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
