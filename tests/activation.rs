@@ -188,7 +188,6 @@ fn options_come_from_the_environment_too() {
     assert_builtin(&wire::decode(Protocol::Text, &read_all(loopback(port)).unwrap()).unwrap());
     // A client that never closes is dropped after FORTUNE_TIMEOUT=1.
     let idle = util::connect(loopback(port)).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
     server.wait_for_log("did not close within the timeout");
     drop(idle);
     server.stop().assert_code(0);

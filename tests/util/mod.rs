@@ -238,9 +238,8 @@ impl Running {
     /// Waits for exit, up to `limit`; then kills.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let status = self.exited_within(limit);
-        if status.is_none()
-            && let Some(child) = self.child.as_mut()
-        {
+        // Not `&& let` (a let chain): Rust 1.85 must build the tests too.
+        if let (None, Some(child)) = (status, self.child.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -353,12 +352,13 @@ impl Running {
         self.stderr().lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// Waits until the log says the service is serving (or fails the test).
+    /// Waits until the log has `needle` (or fails the test after a minute,
+    /// which only a hang takes).
     pub fn wait_for_log(&self, needle: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(60);
         while !self.stderr().contains(needle) {
             if Instant::now() > end {
-                self.fail(&format!("no {needle:?} in the log within 10 s"));
+                self.fail(&format!("no {needle:?} in the log within 60 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -489,6 +489,7 @@ pub fn figure(test: &str, line: &str) {
 pub struct NotifySocket {
     pub path: PathBuf,
     socket: std::os::unix::net::UnixDatagram,
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl NotifySocket {
@@ -496,17 +497,21 @@ impl NotifySocket {
         let path = scratch("notify");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
         socket.set_nonblocking(true).expect("non-blocking notify socket");
-        NotifySocket { path, socket }
+        NotifySocket {
+            path,
+            socket,
+            seen: Default::default(),
+        }
     }
 
-    /// Every message received so far.
+    /// Every message received so far (also those an earlier call returned).
     pub fn messages(&self) -> Vec<String> {
         let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while let Ok(n) = self.socket.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        out
+        seen.clone()
     }
 }
 
