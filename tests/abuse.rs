@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -296,7 +296,11 @@ fn slowloris() {
     // timing bound fails for reasons of its own (bench/compare measures it).
 
     // Each hog was served its frame at once; the timeout then closes the server's side.
-    let after = settle(Duration::from_secs(timeout + 60), || server.fds(), |n| n == idle_fds);
+    let after = settle(
+        Duration::from_secs(timeout + 60),
+        || server.fds(),
+        |n| n == idle_fds,
+    );
     let closed_after = started.elapsed();
     let mut hog_tally = Tally::default();
     for hog in &mut hogs {
@@ -759,7 +763,11 @@ fn resets_and_junk() {
     });
     // Lingering connections go after the 1 s timeout, extra workers retire after 5 s idle.
     let fds_after = settle(Duration::from_secs(60), || server.fds(), |n| n == fds_before);
-    let threads_after = settle(Duration::from_secs(60), || server.threads(), |n| n == threads_before);
+    let threads_after = settle(
+        Duration::from_secs(60),
+        || server.threads(),
+        |n| n == threads_before,
+    );
     let logged = server.log_count("not delivered");
     figure(
         "resets_and_junk",
