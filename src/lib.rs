@@ -56,7 +56,7 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
         Activation::Connected(_) => Opening::Lazy,
         Activation::Listening { .. } => Opening::Eager,
     };
-    // Before loading: a collection holds descriptors (see fortunes::load).
+    // Before loading: a collection holds descriptors (see fortunes::limits).
     limits::raise_fd_limit();
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,

@@ -193,9 +193,10 @@ impl Server {
     /// Lets no new handshake start on TCP listeners; those completing go on.
     fn close_doors(&self) {
         for (listener, _) in &self.config.listeners {
-            if let Listener::Tcp(tcp) = listener
-                && let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES)
-            {
+            let Listener::Tcp(tcp) = listener else {
+                continue;
+            };
+            if let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES) {
                 log::warn!("{listener}: cannot hold off new clients while stopping: {e}");
             }
         }

@@ -366,37 +366,18 @@ fn src() -> BTreeMap<Module, File> {
     module_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
-/// Circles known and being removed elsewhere: files whose circle among
-/// themselves is tolerated until it is gone (then this test says to drop them).
-const KNOWN: &[&str] = &["fortunes::disk", "fortunes::load", "fortunes::store"];
-
 #[test]
 fn no_file_of_src_uses_itself_through_others() {
     let files = src();
-    let mut graph = graph(&files);
-    let known: BTreeSet<Module> = KNOWN
-        .iter()
-        .map(|k| k.split("::").map(String::from).collect())
-        .collect();
-    let mut tolerated = false;
-    while let Some(found) = circle(&graph) {
+    if let Some(found) = circle(&graph(&files)) {
         let shown: Vec<&str> = found.iter().map(|m| files[m].path.as_str()).collect();
-        assert!(
-            found.iter().all(|m| known.contains(m)),
+        panic!(
             "a circle of imports: {}. Each file of src/ may use only files that do not use it back, \
              directly or through others: move what both need into a module of its own (see the module \
              map in docs/development.md)",
             shown.join(" -> ")
         );
-        // Break the known circle at its first edge and look on.
-        tolerated = true;
-        let (a, b) = (&found[0], &found[1]);
-        graph.get_mut(a).expect("a module").remove(b);
     }
-    assert!(
-        KNOWN.is_empty() || tolerated,
-        "the circle among {KNOWN:?} is gone: empty KNOWN in tests/modules.rs"
-    );
 }
 
 /// The map in docs/development.md: one line per top-level module, `name

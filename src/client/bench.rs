@@ -486,12 +486,11 @@ impl<'a> Driver<'a> {
     /// Fails the connections past their deadline.
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
-            if let Some(conn) = &self.slots[i]
-                && conn.deadline <= now
-            {
-                let e = io_error(self.o.addr, conn, &ErrorKind::TimedOut.into());
-                self.finish(i, Err(e));
-            }
+            let Some(conn) = self.slots[i].as_ref().filter(|conn| conn.deadline <= now) else {
+                continue;
+            };
+            let e = io_error(self.o.addr, conn, &ErrorKind::TimedOut.into());
+            self.finish(i, Err(e));
         }
     }
 

@@ -7,21 +7,6 @@
 //! index is refused at once, never waited on (symlinks are followed: Debian's
 //! collections use them).
 //!
-//! The caps, so that no file can make the service read or hold much:
-//! - [`MAX_ENTRY`] (8 KiB of UTF-8, the default of `--max-entry`): longer
-//!   entries are left out, with one warning per file at load. Debian's longest fortune is 2,435 bytes
-//!   (`literature`); a fortune is a few hundred. 8 KiB of UTF-8 is at most
-//!   16 KiB of UTF-16 in a Qt frame, well inside Qt 4's 64 KiB framing, and
-//!   bounds what one connection in flight holds (the frame, and the entry
-//!   while it is encoded).
-//! - [`MAX_WHOLE_FILE`] (4 MiB): a file without a usable index is read whole
-//!   and kept in memory; a larger one is refused (index it with `strfile`).
-//!   Debian's largest fortune file is 245 KB. Four entries' worth when
-//!   `--max-entry` is raised beyond a mebibyte.
-//! - [`MAX_INDEX`] (1 MiB, some 262,000 entries): an index's offset table is
-//!   read whole at load and kept, 8 bytes per entry; a larger index is not
-//!   used. Debian's largest holds 1,203 entries (4.8 KB).
-//!
 //! With a usable index a pick reads its own entry only: one positioned read
 //! of at most `--max-entry` + 3 bytes, where the table says it lies.
 
@@ -33,17 +18,10 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 
-use super::load::{LoadError, Problem};
+use super::error::{EntryError, LoadError, Problem};
+use super::limits::{MAX_INDEX, whole_file_cap};
 use super::strfile::{self, Header, IndexError, Span};
 use super::text;
-
-/// The longest entry served by default (`--max-entry`), in bytes of UTF-8
-/// (see the module docs).
-pub const MAX_ENTRY: usize = 8 * 1024;
-/// The largest file read whole (one without a usable index).
-pub const MAX_WHOLE_FILE: u64 = 4 << 20;
-/// The largest index used.
-pub const MAX_INDEX: u64 = 1 << 20;
 
 /// What one file holds, as loaded.
 #[derive(Debug)]
@@ -80,70 +58,6 @@ pub struct Opened {
     pub rotated: bool,
     /// A `NAME.dat` exists beside it (used or not).
     pub has_index: bool,
-}
-
-/// Why one entry could not be served.
-#[derive(Debug)]
-pub enum EntryError {
-    Io(PathBuf, std::io::Error),
-    Mismatch {
-        path: PathBuf,
-        offset: u64,
-        why: strfile::EntryError,
-    },
-    NotUtf8 {
-        path: PathBuf,
-        offset: u64,
-    },
-    Blank {
-        path: PathBuf,
-        offset: u64,
-    },
-    Refused {
-        path: PathBuf,
-        why: String,
-    },
-    /// Replaced or changed since it was loaded (opened on each pick).
-    Changed(PathBuf),
-    /// No entry `n` in a collection of `len` (a pick from another collection).
-    Missing {
-        n: usize,
-        len: usize,
-    },
-}
-
-impl std::fmt::Display for EntryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EntryError::Io(path, e) => write!(f, "reading {}: {e}", path.display()),
-            EntryError::Mismatch { path, offset, why } => write!(
-                f,
-                "index of {} does not match it at byte {offset}: {why}; run strfile again",
-                path.display()
-            ),
-            EntryError::NotUtf8 { path, offset } => {
-                write!(
-                    f,
-                    "entry at byte {offset} of {} is not UTF-8, skipped",
-                    path.display()
-                )
-            }
-            EntryError::Blank { path, offset } => {
-                write!(
-                    f,
-                    "entry at byte {offset} of {} is blank, skipped",
-                    path.display()
-                )
-            }
-            EntryError::Refused { path, why } => write!(f, "not serving {}: {why}", path.display()),
-            EntryError::Changed(path) => write!(
-                f,
-                "{} changed since it was loaded; reload the service (SIGHUP)",
-                path.display()
-            ),
-            EntryError::Missing { n, len } => write!(f, "no fortune {n} among {len}"),
-        }
-    }
 }
 
 /// Opens `path` for reading if it is a regular file (following symlinks),
@@ -264,12 +178,6 @@ pub fn open_file(path: &Path, hold: bool, max_entry: usize) -> Result<Opened, Lo
         rotated,
         has_index,
     })
-}
-
-/// The largest file read whole: [`MAX_WHOLE_FILE`], or room for four
-/// entries of `--max-entry` when that is raised beyond it.
-pub fn whole_file_cap(max_entry: usize) -> u64 {
-    MAX_WHOLE_FILE.max(4 * max_entry as u64)
 }
 
 /// The one warning per file about entries left out for their length.
@@ -423,12 +331,8 @@ impl Indexed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(tag: &str) -> PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        std::env::temp_dir().join(format!("fortunes-disk-{}-{n}-{tag}", std::process::id()))
-    }
+    use crate::fortunes::fixture::{DAT, Scratch, TEXT};
+    use crate::fortunes::limits::{MAX_ENTRY, MAX_WHOLE_FILE};
 
     fn kind(path: &Path) -> Option<&'static str> {
         match open_regular(path) {
@@ -439,26 +343,21 @@ mod tests {
 
     #[test]
     fn only_regular_files_are_opened_never_waited_on() {
-        let fifo = scratch("fifo");
+        let dir = Scratch::with(&[("file", b"a\n")]);
+        let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // No writer: a blocking open would wait here forever.
         assert_eq!(kind(&fifo), Some("a FIFO"));
         assert_eq!(kind(Path::new("/dev/zero")), Some("a device"));
-        assert_eq!(kind(&std::env::temp_dir()), Some("a directory"));
-        let file = scratch("file");
-        std::fs::write(&file, "a\n").unwrap();
-        let link = scratch("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(kind(&dir), Some("a directory"));
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(dir.join("file"), &link).unwrap();
         assert!(open_regular(&link).is_ok(), "a symlink to a regular file is read");
-        for path in [fifo, file, link] {
-            std::fs::remove_file(path).unwrap();
-        }
     }
 
     #[test]
     fn long_entries_and_large_files_without_an_index() {
-        let file = scratch("long");
-        std::fs::write(&file, format!("short\n%\n{}\n%\n", "x".repeat(100))).unwrap();
+        let file = Scratch::file(format!("short\n%\n{}\n%\n", "x".repeat(100)).as_bytes());
         let opened = open_file(&file, true, 64).unwrap();
         assert_eq!(opened.content.count(), 1);
         assert_eq!(opened.content.entry(&file, 0).unwrap(), "short");
@@ -469,32 +368,19 @@ mod tests {
         assert!(matches!(e.problem, Problem::TooLarge { .. }), "{e}");
         assert_eq!(whole_file_cap(MAX_ENTRY), MAX_WHOLE_FILE);
         assert_eq!(whole_file_cap(16 << 20), 64 << 20);
-        std::fs::remove_file(file).unwrap();
     }
 
     #[test]
     fn a_file_opened_on_each_pick_is_checked_to_be_the_same() {
-        let file = scratch("reopen");
-        std::fs::write(&file, "a\n%\nbc\n%\n").unwrap();
-        // strfile's index of it (see strfile.rs).
-        let mut dat = vec![
-            0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 0, b'%', 0, 0, 0,
-        ];
-        dat.extend([0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
-        let mut dat_path = file.clone().into_os_string();
-        dat_path.push(".dat");
-        std::fs::write(&dat_path, dat).unwrap();
+        let dir = Scratch::with(&[("f", TEXT), ("f.dat", &DAT), ("other", b"x\n%\nyz\n%\n")]);
+        let file = dir.join("f");
         let opened = open_file(&file, false, MAX_ENTRY).unwrap();
         assert_eq!(opened.content.entry(&file, 1).unwrap(), "bc");
         // Replaced (another inode) since it was loaded.
-        let other = scratch("other");
-        std::fs::write(&other, "x\n%\nyz\n%\n").unwrap();
-        std::fs::rename(&other, &file).unwrap();
+        std::fs::rename(dir.join("other"), &file).unwrap();
         assert!(matches!(
             opened.content.entry(&file, 1),
             Err(EntryError::Changed(_))
         ));
-        std::fs::remove_file(&file).unwrap();
-        std::fs::remove_file(&dat_path).unwrap();
     }
 }

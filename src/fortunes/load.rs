@@ -1,28 +1,19 @@
 //! Loading a collection: what the admin named ([`Selection`]), listing
 //! directories as `fortune` does (a file `NAME` with its index `NAME.dat`,
-//! `off/` and rot13 files only with `--offensive`), the [`lists`] cache of
-//! [`Opening::Lazy`], the descriptors a collection may hold, and why a load
-//! fails ([`LoadError`]).
-//!
-//! Descriptors: a store holds its data files open (indexes are read whole
-//! at load), at most an eighth of the soft descriptor limit of them; the
-//! others are opened on each pick. A reload holds the old and the new
-//! collection at once: together a quarter of the limit, so a reload of a
-//! collection that loaded at start never fails for lack of descriptors.
+//! `off/` and rot13 files only with `--offensive`, each member checked by
+//! the [`Rule`]) and the [`lists`] cache of [`Opening::Lazy`].
 
 use std::collections::HashSet;
-use std::fmt;
 use std::fs::Metadata;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use nix::sys::resource::{Resource, getrlimit};
-
-use super::disk::{self, MAX_ENTRY};
+use super::disk;
+use super::error::{LoadError, Problem};
+use super::limits::{MAX_ENTRY, hold_budget};
 use super::lists::{self, Lists, Stamp};
-use super::store::{Source, Store};
+use super::member::{Member, Rule, Verdict};
+use super::store::Store;
 use super::strfile::Header;
-use super::text::TextError;
 
 /// What to load: the `--fortunes` paths, whether offensive collections may
 /// be served, and the longest entry served (`--max-entry`).
@@ -31,6 +22,16 @@ pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
     pub max_entry: usize,
+}
+
+impl Selection {
+    /// What each directory member must be.
+    pub fn rule(&self) -> Rule {
+        Rule {
+            offensive: self.offensive,
+            max_entry: self.max_entry,
+        }
+    }
 }
 
 impl Default for Selection {
@@ -42,82 +43,6 @@ impl Default for Selection {
         }
     }
 }
-
-/// Why the collection could not be loaded.
-#[derive(Debug)]
-pub struct LoadError {
-    pub path: PathBuf,
-    pub problem: Problem,
-}
-
-#[derive(Debug)]
-pub enum Problem {
-    Unreadable(std::io::Error),
-    /// A FIFO, a device, a socket or a directory where a file must be.
-    NotRegular(&'static str),
-    /// Too large to read whole (it has no usable index).
-    TooLarge {
-        len: u64,
-        cap: u64,
-    },
-    Text(TextError),
-    /// Every entry is longer than this (`--max-entry`).
-    OnlyLong(usize),
-    /// A directory with no fortune file in it (`offensive` of them skipped).
-    NoFortuneFiles {
-        offensive: usize,
-    },
-    /// Named on its own without `--offensive`.
-    Offensive,
-}
-
-impl LoadError {
-    /// Nothing to serve there (no such path, or a directory without a
-    /// fortune file), as opposed to something there that is wrong.
-    fn is_absence(&self) -> bool {
-        match &self.problem {
-            Problem::Unreadable(e) => e.kind() == ErrorKind::NotFound,
-            Problem::NoFortuneFiles { offensive } => *offensive == 0,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
-        match &self.problem {
-            Problem::Unreadable(e) => write!(f, "cannot read fortune file {path}: {e}"),
-            Problem::NotRegular(what) => write!(
-                f,
-                "fortune file {path} is {what}, not a regular file; only regular files are read"
-            ),
-            Problem::TooLarge { len, cap } => write!(
-                f,
-                "fortune file {path} is {len} bytes, more than the {cap} read without an index; index it with strfile(1)"
-            ),
-            Problem::Text(e) => write!(f, "fortune file {path} {e}"),
-            Problem::OnlyLong(max) => write!(
-                f,
-                "fortune file {path} holds no entry of at most {max} bytes, the longest served (--max-entry)"
-            ),
-            Problem::NoFortuneFiles { offensive: 0 } => write!(
-                f,
-                "fortune directory {path} holds no fortune file (a file NAME with its index NAME.dat, see strfile(1))"
-            ),
-            Problem::NoFortuneFiles { offensive } => write!(
-                f,
-                "fortune directory {path} holds only offensive collections ({offensive}); add --offensive to serve them"
-            ),
-            Problem::Offensive => write!(
-                f,
-                "fortune file {path} is offensive (rot13 index, off/ directory or -o name); add --offensive to serve it"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// When to open the files of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,11 +93,10 @@ impl Store {
             changed: false,
         });
         let mut loader = Loader {
-            offensive,
-            max_entry: selection.max_entry,
+            rule: selection.rule(),
             opening,
             cache,
-            sources: Vec::new(),
+            members: Vec::new(),
             may_hold: hold_budget(),
         };
         let mut origin = Vec::new();
@@ -187,7 +111,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        if loader.sources.is_empty() {
+        if loader.members.is_empty() {
             return Ok(Store::builtin());
         }
         let list_cache = loader.cache.map(|cache| {
@@ -197,27 +121,20 @@ impl Store {
             cache.dir.to_path_buf()
         });
         Ok(Store::new(
-            loader.sources,
+            loader.members,
             origin.join(", "),
-            selection,
+            selection.rule(),
             list_cache,
         ))
     }
 }
 
-/// How many data files one store may hold open (see the module docs).
-fn hold_budget() -> usize {
-    getrlimit(Resource::RLIMIT_NOFILE)
-        .map_or(128, |(soft, _)| usize::try_from(soft / 8).unwrap_or(usize::MAX))
-}
-
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
-    offensive: bool,
-    max_entry: usize,
+    rule: Rule,
     opening: Opening,
     cache: Option<Cache<'a>>,
-    sources: Vec<Source>,
+    members: Vec<Member>,
     /// Data files this store may still hold open.
     may_hold: usize,
 }
@@ -242,29 +159,28 @@ impl Loader<'_> {
         // (O_DIRECTORY), a file by open_file, which checks what it opened.
         let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
         if meta.is_dir() {
-            let before = self.sources.len();
+            let before = self.members.len();
             let skipped = self.add_dir(path, &meta)?;
-            if self.sources.len() == before {
+            if self.members.len() == before {
                 return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
             }
             return Ok(());
         }
-        let opened = self.open(path)?;
-        if !self.offensive && (opened.rotated || offensive_by_name(path)) {
+        let opened = disk::open_file(path, self.may_hold > 0, self.rule.max_entry)?;
+        self.held(&opened.content);
+        if opened.rotated && !self.rule.offensive || self.rule.refuses_name(path) {
             return Err(fail(Problem::Offensive));
         }
-        self.sources
-            .push(Source::opened(path.to_path_buf(), opened.content));
+        self.members
+            .push(Member::opened(path.to_path_buf(), opened.content));
         Ok(())
     }
 
-    /// [`disk::open_file`], holding the data file while the budget lasts.
-    fn open(&mut self, path: &Path) -> Result<disk::Opened, LoadError> {
-        let opened = disk::open_file(path, self.may_hold > 0, self.max_entry)?;
-        if matches!(opened.content, disk::Content::Indexed(_)) {
+    /// Counts the data file `content` holds open against the budget.
+    fn held(&mut self, content: &disk::Content) {
+        if matches!(content, disk::Content::Indexed(_)) {
             self.may_hold = self.may_hold.saturating_sub(1);
         }
-        Ok(opened)
     }
 
     /// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
@@ -279,11 +195,11 @@ impl Loader<'_> {
             .and_then(|c| Some(c.old.as_ref()?.files(key?, stamp)?.to_vec()));
         if let (Some(files), Some(cache), Some(key)) = (cached, self.cache.as_mut(), key) {
             // Only a hint: each file is checked as a listing would when a
-            // pick opens it (see Source::open).
+            // pick opens it (see Member::open).
             let sources = files
                 .iter()
-                .map(|(name, count)| Source::lazy(dir.join(name), *count));
-            self.sources.extend(sources);
+                .map(|(name, count)| Member::lazy(dir.join(name), *count));
+            self.members.extend(sources);
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
@@ -291,11 +207,10 @@ impl Loader<'_> {
             });
             // Without --offensive, off/ only counts when the directory holds nothing else.
             let off = dir.join("off");
-            if self.offensive
-                && let Ok(meta) = std::fs::metadata(&off)
-                && meta.is_dir()
-            {
-                self.add_dir(&off, &meta)?;
+            if self.rule.offensive {
+                if let Some(meta) = std::fs::metadata(&off).ok().filter(|meta| meta.is_dir()) {
+                    self.add_dir(&off, &meta)?;
+                }
             }
             return Ok(0);
         }
@@ -316,12 +231,12 @@ impl Loader<'_> {
         // What the cache can record: only lazily counted files.
         let mut listed = Some(Vec::new());
         for name in &names {
-            let dat = format!("{name}.dat");
-            if name.starts_with('.') || name.ends_with(".dat") || !present.contains(dat.as_str()) {
+            if !Rule::lists(name, &present) {
                 continue;
             }
+            let dat = format!("{name}.dat");
             let path = dir.join(name);
-            if !self.offensive && offensive_by_name(&path) {
+            if self.rule.refuses_name(&path) {
                 skipped += 1;
                 continue;
             }
@@ -333,38 +248,31 @@ impl Loader<'_> {
                 .filter(|m| m.is_file() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
                 .and_then(|m| Header::count_from_len(m.len()));
             if let Some(count) = lazy_count {
-                self.sources.push(Source::lazy(path, count));
+                self.members.push(Member::lazy(path, count));
                 if let Some(files) = listed.as_mut() {
                     files.push((name.clone(), count));
                 }
                 continue;
             }
             listed = None;
-            let opened = match self.open(&path) {
-                Ok(opened) => opened,
-                // Not a fortune file after all: reported, left out.
-                Err(
-                    e @ LoadError {
-                        problem: Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong(_),
-                        ..
-                    },
-                ) => {
-                    log::warn!("{e}; left out");
-                    continue;
+            match self.rule.admit(&path, self.may_hold > 0) {
+                Verdict::Servable(content) => {
+                    self.held(&content);
+                    self.members.push(Member::opened(path, content));
                 }
-                Err(e) => return Err(e),
-            };
-            if !self.offensive && opened.rotated {
-                skipped += 1;
-                continue;
+                Verdict::Offensive { .. } => skipped += 1,
+                Verdict::Unservable(e) => match e.problem {
+                    // Not a fortune file after all: reported, left out.
+                    Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong(_) => {
+                        log::warn!("{e}; left out")
+                    }
+                    _ => return Err(e),
+                },
             }
-            self.sources.push(Source::opened(path, opened.content));
         }
         let settled = stamp.settled(std::time::SystemTime::now());
-        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key)
-            && settled
-            && !files.is_empty()
-        {
+        let listed = listed.filter(|files| settled && !files.is_empty());
+        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key) {
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
@@ -375,7 +283,7 @@ impl Loader<'_> {
         let off = dir.join("off");
         if present.contains("off") {
             match std::fs::metadata(&off) {
-                Ok(meta) if meta.is_dir() && self.offensive => {
+                Ok(meta) if meta.is_dir() && self.rule.offensive => {
                     self.add_dir(&off, &meta)?;
                 }
                 Ok(meta) if meta.is_dir() => skipped += 1,
@@ -386,41 +294,10 @@ impl Loader<'_> {
     }
 }
 
-/// fortune-mod's marks of an offensive collection other than its index's
-/// rot13 flag: an `off` directory, a name ending in `-o` (BSD).
-pub fn offensive_by_name(path: &Path) -> bool {
-    path.parent()
-        .and_then(Path::file_name)
-        .is_some_and(|d| d == "off")
-        || path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("-o"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// strfile's index of "a\n%\nbc\n%\n" (see strfile.rs), with `flags`.
-    fn dat(flags: u8) -> Vec<u8> {
-        let mut dat = vec![
-            0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, flags, b'%', 0, 0, 0,
-        ];
-        dat.extend([0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
-        dat
-    }
-
-    fn scratch_dir(files: &[(&str, &[u8])]) -> PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("fortunes-store-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, bytes) in files {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-        dir
-    }
+    use crate::fortunes::fixture::{Scratch, TEXT, dat};
 
     fn entries(store: &Store) -> Vec<String> {
         (0..store.len())
@@ -430,13 +307,9 @@ mod tests {
 
     #[test]
     fn eager_and_lazy_read_the_same_entries() {
-        let dir = scratch_dir(&[
-            ("f", b"a\n%\nbc\n%\n"),
-            ("f.dat", &dat(0)),
-            ("plain", b"no index\n"),
-        ]);
+        let dir = Scratch::with(&[("f", TEXT), ("f.dat", &dat(0)), ("plain", b"no index\n")]);
         let selection = Selection {
-            paths: vec![dir.clone()],
+            paths: vec![dir.to_path_buf()],
             ..Selection::default()
         };
         let eager = Store::load(&selection, Opening::Eager).unwrap();
@@ -446,14 +319,14 @@ mod tests {
         assert_eq!(lazy.longest(), None);
         assert_eq!(entries(&eager), ["a", "bc"]);
         assert_eq!(entries(&lazy), ["a", "bc"]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn optional_paths_fall_back_to_the_builtin_fortunes() {
-        let missing = std::env::temp_dir().join(format!("fortunes-missing-{}", std::process::id()));
-        let empty = scratch_dir(&[("plain", b"no index\n")]);
-        let collection = scratch_dir(&[("f", b"a\n%\nbc\n%\n"), ("f.dat", &dat(0))]);
+        let scratch = Scratch::dir();
+        let missing = scratch.join("missing");
+        let empty = Scratch::with(&[("plain", b"no index\n")]);
+        let collection = Scratch::with(&[("f", TEXT), ("f.dat", &dat(0))]);
         let optional = |p: &Path| PathBuf::from(format!("-{}", p.display()));
         let load = |paths: Vec<PathBuf>| {
             Store::load(
@@ -476,21 +349,18 @@ mod tests {
             Problem::Unreadable(_)
         ));
         assert!(matches!(
-            load(vec![empty.clone()]).unwrap_err().problem,
+            load(vec![empty.to_path_buf()]).unwrap_err().problem,
             Problem::NoFortuneFiles { offensive: 0 }
         ));
         // Optional does not hide a collection that is there but wrong.
-        let offensive = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let offensive = Scratch::with(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
         let e = load(vec![optional(&offensive)]).unwrap_err();
         assert!(e.to_string().contains("holds only offensive collections"), "{e}");
-        for dir in [empty, collection, offensive] {
-            std::fs::remove_dir_all(dir).unwrap();
-        }
     }
 
     #[test]
     fn rot13_files_are_offensive() {
-        let dir = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let dir = Scratch::with(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
         let mut selection = Selection {
             paths: vec![dir.join("f")],
             ..Selection::default()
@@ -504,7 +374,7 @@ mod tests {
         );
         // In a directory: left out, or refused when a lazy pick opens it.
         selection = Selection {
-            paths: vec![dir.clone()],
+            paths: vec![dir.to_path_buf()],
             ..Selection::default()
         };
         let e = Store::load(&selection, Opening::Eager).unwrap_err();
@@ -517,6 +387,5 @@ mod tests {
             lazy.entry(0),
             Err(crate::fortunes::EntryError::Refused { .. })
         ));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

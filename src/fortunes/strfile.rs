@@ -237,7 +237,8 @@ pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<S
         }
     }
     let ordered = header.in_file_order();
-    if ordered && let Some(entry) = offsets.windows(2).position(|w| w[1] < w[0]) {
+    let misplaced = ordered.then(|| offsets.windows(2).position(|w| w[1] < w[0]));
+    if let Some(Some(entry)) = misplaced {
         return Err(IndexError::Unordered {
             entry: entry as u32 + 1,
         });
@@ -326,19 +327,7 @@ pub fn entry(window: &[u8], at_start: bool, at_end: bool, delimiter: u8) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What Debian's strfile wrote for "a\n%\nbc\n%\n" (checked with xxd).
-    const DAT: [u8; 36] = [
-        0, 0, 0, 2, // version
-        0, 0, 0, 2, // 2 entries
-        0, 0, 0, 3, // longest: "bc\n"
-        0, 0, 0, 2, // shortest: "a\n"
-        0, 0, 0, 0, // flags
-        b'%', 0, 0, 0, // delimiter, pad
-        0, 0, 0, 0, // entry 0
-        0, 0, 0, 4, // entry 1
-        0, 0, 0, 9, // end of file
-    ];
+    use crate::fortunes::fixture::DAT;
 
     #[test]
     fn header_fields() {
