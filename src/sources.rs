@@ -31,8 +31,8 @@ use crate::stats::Stats;
 /// two sources share one with a chance of 1 in 65,536.
 const COUNTERS: usize = 1 << 16;
 
-/// Share of the descriptor limit one source may hold by default.
-pub const DEFAULT_SHARE: u64 = 8;
+/// By default one source may hold the descriptor limit divided by this (an eighth).
+pub const DEFAULT_DIVISOR: u64 = 8;
 
 /// The connections each source holds, and the cap.
 pub struct Sources {
@@ -62,7 +62,7 @@ impl Sources {
         }
     }
 
-    /// The cap for `--max-per-source`: 0 is none; unset is [`DEFAULT_SHARE`]
+    /// The cap for `--max-per-source`: 0 is none; unset is [`DEFAULT_DIVISOR`]
     /// of the descriptor limit now in force (read once it has been raised).
     pub fn cap(option: Option<u32>) -> Option<u32> {
         match option {
@@ -101,9 +101,9 @@ impl Sources {
     }
 }
 
-/// [`DEFAULT_SHARE`] of the descriptor limit `nofile`.
+/// The descriptor limit `nofile` divided by [`DEFAULT_DIVISOR`].
 fn default_cap(nofile: u64) -> u32 {
-    (nofile / DEFAULT_SHARE).clamp(1, u64::from(u32::MAX)) as u32
+    (nofile / DEFAULT_DIVISOR).clamp(1, u64::from(u32::MAX)) as u32
 }
 
 impl Drop for SourceSlot<'_> {

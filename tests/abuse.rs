@@ -470,7 +470,7 @@ fn flood() {
 /// Item 3: Under `ulimit -n 64`, 200 concurrent clients: the service runs out
 /// of descriptors, backs off, logs it once per episode, and serves every
 /// client in the end. Its CPU time over the run is a figure (a spinning
-/// accept loop shows there; the back-off is server.rs's `FD_BACKOFF`).
+/// accept loop shows there; the back-off is server.rs's `RESOURCE_BACKOFF`).
 #[test]
 fn fd_exhaustion() {
     let _serial = serial();
