@@ -198,7 +198,8 @@ fn a_unix_stream_socket_is_served_too() {
     if !require("systemd-socket-activate") {
         return;
     }
-    let path = std::env::temp_dir().join(format!("fortune-test-{}.sock", free_port()));
+    let dir = util::Scratch::dir();
+    let path = dir.join("fortune.sock");
     let server = Cmd::socket_activate(&["-l", path.to_str().unwrap()]).spawn();
     let end = std::time::Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
@@ -214,7 +215,6 @@ fn a_unix_stream_socket_is_served_too() {
     assert_builtin(&wire::decode(Protocol::Qt, &frame).unwrap());
     server.wait_for_log("listening on unix");
     server.stop().assert_code(0);
-    let _ = std::fs::remove_file(path);
 }
 
 #[test]

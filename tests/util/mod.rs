@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
@@ -58,15 +57,6 @@ pub fn free_port() -> u16 {
 mod scratch;
 pub use scratch::Scratch;
 
-/// A path for a command's output or a socket: small, in this process's own
-/// directory (left behind; `Scratch` is for fortune files).
-fn out_path(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("fortune-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join(format!("{}-{tag}", N.fetch_add(1, Ordering::Relaxed)))
-}
-
 /// Writes `contents` to a new scratch file (removed when dropped).
 pub fn file_with(contents: &[u8]) -> Scratch {
     Scratch::file(contents)
@@ -77,6 +67,9 @@ pub struct Cmd {
     cmd: Command,
     shown: String,
     stdin: Option<Stdio>,
+    /// `spawn` returns once the log has this many `Listening on` lines
+    /// (systemd-socket-activate's, one per socket, before it accepts).
+    listening: usize,
 }
 
 impl Cmd {
@@ -88,6 +81,7 @@ impl Cmd {
             cmd,
             shown: program.to_string(),
             stdin: None,
+            listening: 0,
         }
     }
 
@@ -99,9 +93,12 @@ impl Cmd {
         Cmd::new(CLIENT)
     }
 
-    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
+    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's
+    /// own args; `spawn` returns once it listens on every `-l` socket.
     pub fn socket_activate(args: &[&str]) -> Cmd {
-        Cmd::new("systemd-socket-activate").args(args).arg(SERVER)
+        let mut cmd = Cmd::new("systemd-socket-activate").args(args).arg(SERVER);
+        cmd.listening = args.iter().filter(|a| **a == "-l").count();
+        cmd
     }
 
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
@@ -166,7 +163,8 @@ impl Cmd {
 
     /// Starts in the background; stopped (by PID) when dropped.
     pub fn spawn(mut self) -> Running {
-        let (out, err) = (out_path("stdout"), out_path("stderr"));
+        let files = Scratch::dir();
+        let (out, err) = (files.join("stdout"), files.join("stderr"));
         let child = self
             .cmd
             .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
@@ -174,12 +172,21 @@ impl Cmd {
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
-        Running {
+        let running = Running {
             child: Some(child),
             shown: self.shown,
             out,
             err,
+            _files: files,
+        };
+        let end = Instant::now() + Duration::from_secs(60);
+        while running.log_count("Listening on") < self.listening {
+            if Instant::now() > end {
+                running.fail("not listening within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        running
     }
 }
 
@@ -189,6 +196,9 @@ pub struct Running {
     shown: String,
     out: PathBuf,
     err: PathBuf,
+    /// Holds `out` and `err`; removed after the failure report (a field
+    /// drops after `Drop::drop`).
+    _files: Scratch,
 }
 
 pub struct Finished {
@@ -492,17 +502,20 @@ pub struct NotifySocket {
     pub path: PathBuf,
     socket: std::os::unix::net::UnixDatagram,
     seen: std::sync::Mutex<Vec<String>>,
+    _dir: Scratch,
 }
 
 impl NotifySocket {
     pub fn new() -> NotifySocket {
-        let path = out_path("notify");
+        let dir = Scratch::dir();
+        let path = dir.join("notify");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
         socket.set_nonblocking(true).expect("non-blocking notify socket");
         NotifySocket {
             path,
             socket,
             seen: Default::default(),
+            _dir: dir,
         }
     }
 
