@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
+use super::limits::MAX_HELD;
 use super::strfile;
 use super::text::TextError;
 
@@ -37,6 +38,23 @@ pub enum Problem {
     Offensive,
     /// A directory member without its index `NAME.dat` (removed since it was listed).
     NoIndex,
+    /// Its index lists no entry that can be served (all empty or the same).
+    NoEntries,
+    /// Its real path is in the kernel's trees (`/proc`, `/sys`, `/dev`).
+    Kernel(PathBuf),
+    /// A directory member whose real path leaves the directory.
+    Outside {
+        real: PathBuf,
+        root: PathBuf,
+    },
+    /// An `off` directory leading back to one already listed (a symlink loop).
+    Loop(PathBuf),
+    /// Its index or text would take the collection past its memory cap.
+    OverBudget,
+    /// A directory with some fortune files but none servable (`broken` of them).
+    NoneServable {
+        broken: usize,
+    },
 }
 
 impl LoadError {
@@ -77,6 +95,35 @@ impl fmt::Display for LoadError {
                 f,
                 "fortune directory {path} holds only offensive collections ({offensive}); add --offensive to serve them"
             ),
+            Problem::NoEntries => write!(
+                f,
+                "index of fortune file {path} lists no entry that can be served; run strfile again"
+            ),
+            Problem::Kernel(real) => write!(
+                f,
+                "fortune file {path} is {}, a file of the kernel (under /proc, /sys or /dev); these are never served",
+                real.display()
+            ),
+            Problem::Outside { real, root } => write!(
+                f,
+                "fortune file {path} leads to {}, outside the fortune directory {}; only files inside it are served from a directory (name a file elsewhere on its own)",
+                real.display(),
+                root.display()
+            ),
+            Problem::Loop(real) => write!(
+                f,
+                "fortune directory {path} leads back to {}, already listed (a symlink loop)",
+                real.display()
+            ),
+            Problem::OverBudget => write!(
+                f,
+                "fortune file {path} would take the collection past its {} MiB of indexes and files read whole",
+                MAX_HELD >> 20
+            ),
+            Problem::NoneServable { broken } => write!(
+                f,
+                "fortune directory {path} holds no servable fortune file ({broken} left out, see the warnings before); fix or remove them"
+            ),
             Problem::NoIndex => write!(
                 f,
                 "fortune file {path} has no index {path}.dat; index it with strfile(1)"
@@ -107,6 +154,13 @@ pub enum EntryError {
     Blank {
         path: PathBuf,
         offset: u64,
+    },
+    /// Longer than `--max-entry` (the last entry of a file, which the index
+    /// cannot measure exactly).
+    TooLong {
+        path: PathBuf,
+        offset: u64,
+        max: usize,
     },
     Refused {
         path: PathBuf,
@@ -144,6 +198,11 @@ impl std::fmt::Display for EntryError {
                     path.display()
                 )
             }
+            EntryError::TooLong { path, offset, max } => write!(
+                f,
+                "entry at byte {offset} of {} is longer than {max} bytes (--max-entry), skipped",
+                path.display()
+            ),
             EntryError::Refused { path, why } => write!(f, "not serving {}: {why}", path.display()),
             EntryError::Changed(path) => write!(
                 f,

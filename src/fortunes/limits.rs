@@ -16,11 +16,20 @@
 //!   read whole at load and kept, 8 bytes per entry; a larger index is not
 //!   used. Debian's largest holds 1,203 entries (4.8 KB).
 //!
-//! Descriptors: a store holds its data files open (indexes are read whole
-//! at load), at most an eighth of the soft descriptor limit of them; the
-//! others are opened on each pick. A reload holds the old and the new
-//! collection at once: together a quarter of the limit, so a reload of a
-//! collection that loaded at start never fails for lack of descriptors.
+//! Per collection ([`Budget`]), so that many files within their caps cannot
+//! add up to much either:
+//! - [`MAX_HELD`] (32 MiB): what one collection holds in memory, its index
+//!   tables (8 bytes per entry) and the files it read whole. A member that
+//!   would take more is left out, and the load says so in one warning.
+//!   Debian's whole collection takes 60 KiB. A reload holds the old and the
+//!   new collection at once: 64 MiB at most between them.
+//! - Descriptors: a collection holds its data files open (indexes are read
+//!   whole at load), at most an eighth of the soft descriptor limit of them;
+//!   the others are opened on each pick. A reload holds both collections:
+//!   together a quarter of the limit, so a reload of a collection that
+//!   loaded at start never fails for lack of descriptors.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit};
 
@@ -38,8 +47,77 @@ pub fn whole_file_cap(max_entry: usize) -> u64 {
     MAX_WHOLE_FILE.max(4 * max_entry as u64)
 }
 
-/// How many data files one store may hold open (see the module docs).
-pub fn hold_budget() -> usize {
+/// The memory one collection may hold in index tables and files read whole.
+pub const MAX_HELD: u64 = 32 << 20;
+
+/// What one collection may still take: memory ([`MAX_HELD`]) and data
+/// files held open. Shared by the load and the picks that open a member
+/// listed lazily.
+#[derive(Debug)]
+pub struct Budget {
+    bytes: AtomicU64,
+    descriptors: AtomicUsize,
+    /// The memory cap refused a member.
+    reached: AtomicBool,
+    /// That was said.
+    said: AtomicBool,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget::new(MAX_HELD, hold_budget())
+    }
+}
+
+impl Budget {
+    pub fn new(bytes: u64, descriptors: usize) -> Budget {
+        Budget {
+            bytes: AtomicU64::new(bytes),
+            descriptors: AtomicUsize::new(descriptors),
+            reached: AtomicBool::new(false),
+            said: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `n` bytes if that many are left; else takes none and records
+    /// that the cap was reached.
+    pub fn take(&self, n: u64) -> bool {
+        let taken = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(n))
+            .is_ok();
+        if !taken {
+            self.reached.store(true, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Gives back `n` bytes taken (an estimate larger than what was kept).
+    pub fn give(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The bytes left.
+    #[cfg(test)]
+    pub fn left(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Takes one data file descriptor to hold, if any is left.
+    pub fn take_descriptor(&self) -> bool {
+        self.descriptors
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_ok()
+    }
+
+    /// True the first time only after the memory cap refused a member.
+    pub fn first_reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed) && !self.said.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// How many data files one collection may hold open (see the module docs).
+fn hold_budget() -> usize {
     getrlimit(Resource::RLIMIT_NOFILE)
         .map_or(128, |(soft, _)| usize::try_from(soft / 8).unwrap_or(usize::MAX))
 }

@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::disk;
 use super::error::{LoadError, Problem};
-use super::limits::{MAX_ENTRY, hold_budget};
+use super::limits::{Budget, MAX_ENTRY, MAX_HELD};
 use super::lists::{self, Lists, Stamp};
 use super::member::{Member, Rule, Verdict};
 use super::store::Store;
@@ -97,7 +98,10 @@ impl Store {
             opening,
             cache,
             members: Vec::new(),
-            may_hold: hold_budget(),
+            budget: Budget::default(),
+            listed: HashSet::new(),
+            left_out: 0,
+            capped: None,
         };
         let mut origin = Vec::new();
         for named in &selection.paths {
@@ -111,6 +115,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        loader.finish();
         if loader.members.is_empty() {
             return Ok(Store::builtin());
         }
@@ -124,10 +129,15 @@ impl Store {
             loader.members,
             origin.join(", "),
             selection.rule(),
+            loader.budget,
             list_cache,
         ))
     }
 }
+
+/// Directory members left out with a warning in one load; the others are
+/// logged at debug level and counted in one more warning.
+const WARN_LEFT_OUT: usize = 10;
 
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
@@ -135,8 +145,21 @@ struct Loader<'a> {
     opening: Opening,
     cache: Option<Cache<'a>>,
     members: Vec<Member>,
-    /// Data files this store may still hold open.
-    may_hold: usize,
+    budget: Budget,
+    /// Real paths of the directories listed for the path being added: an
+    /// `off` leading back to one of them is a loop.
+    listed: HashSet<PathBuf>,
+    /// Directory members left out as unservable.
+    left_out: usize,
+    /// The first member the memory cap left out, and how many it did.
+    capped: Option<(PathBuf, usize)>,
+}
+
+/// What a directory's listing left out: offensive files, unservable ones.
+#[derive(Debug, Default, Clone, Copy)]
+struct Left {
+    offensive: usize,
+    broken: usize,
 }
 
 /// The [`lists`] cache while loading: the one read, the one to write.
@@ -159,15 +182,24 @@ impl Loader<'_> {
         // (O_DIRECTORY), a file by open_file, which checks what it opened.
         let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
         if meta.is_dir() {
+            let root: Arc<Path> = std::fs::canonicalize(path)
+                .map_err(|e| fail(Problem::Unreadable(e)))?
+                .into();
+            self.listed = HashSet::from([root.to_path_buf()]);
             let before = self.members.len();
-            let skipped = self.add_dir(path, &meta)?;
+            let left = self.add_dir(path, &meta, &root)?;
             if self.members.len() == before {
-                return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
+                return Err(fail(match left.broken {
+                    0 => Problem::NoFortuneFiles {
+                        offensive: left.offensive,
+                    },
+                    broken => Problem::NoneServable { broken },
+                }));
             }
             return Ok(());
         }
-        let opened = disk::open_file(path, self.may_hold > 0, self.rule.max_entry)?;
-        self.held(&opened.content);
+        // Named on its own: anywhere but the kernel's trees.
+        let opened = disk::open_file(path, None, &self.budget, self.rule.max_entry)?;
         if opened.rotated && !self.rule.offensive || self.rule.refuses_name(path) {
             return Err(fail(Problem::Offensive));
         }
@@ -176,17 +208,11 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// Counts the data file `content` holds open against the budget.
-    fn held(&mut self, content: &disk::Content) {
-        if matches!(content, disk::Content::Indexed(_)) {
-            self.may_hold = self.may_hold.saturating_sub(1);
-        }
-    }
-
     /// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
-    /// them, in name order; `off/` too with `offensive`. Returns how many
-    /// offensive ones were left out. `meta`: the directory's, for the cache.
-    fn add_dir(&mut self, dir: &Path, meta: &Metadata) -> Result<usize, LoadError> {
+    /// them, in name order, each by the [`Rule`]; `off/` too with
+    /// `offensive`. `meta`: the directory's, for the cache; `root`: the real
+    /// path of the directory named, which its members must stay in.
+    fn add_dir(&mut self, dir: &Path, meta: &Metadata, root: &Arc<Path>) -> Result<Left, LoadError> {
         let stamp = Stamp::of(meta);
         let key = dir.to_str();
         let cached = self
@@ -194,25 +220,22 @@ impl Loader<'_> {
             .as_ref()
             .and_then(|c| Some(c.old.as_ref()?.files(key?, stamp)?.to_vec()));
         if let (Some(files), Some(cache), Some(key)) = (cached, self.cache.as_mut(), key) {
-            // Only a hint: each file is checked as a listing would when a
-            // pick opens it (see Member::open).
-            let sources = files
+            // Only a hint: a pick opens each file by the same rule.
+            let members = files
                 .iter()
-                .map(|(name, count)| Member::lazy(dir.join(name), *count));
-            self.members.extend(sources);
+                .map(|(name, count)| Member::lazy(dir.join(name), Arc::clone(root), *count));
+            self.members.extend(members);
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
                 files,
             });
             // Without --offensive, off/ only counts when the directory holds nothing else.
-            let off = dir.join("off");
+            let mut left = Left::default();
             if self.rule.offensive {
-                if let Some(meta) = std::fs::metadata(&off).ok().filter(|meta| meta.is_dir()) {
-                    self.add_dir(&off, &meta)?;
-                }
+                self.add_off(dir, root, &mut left)?;
             }
-            return Ok(0);
+            return Ok(left);
         }
         let unreadable = |e| LoadError {
             path: dir.to_path_buf(),
@@ -227,7 +250,7 @@ impl Loader<'_> {
         }
         names.sort();
         let present: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let mut skipped = 0;
+        let mut left = Left::default();
         // What the cache can record: only lazily counted files.
         let mut listed = Some(Vec::new());
         for name in &names {
@@ -237,7 +260,7 @@ impl Loader<'_> {
             let dat = format!("{name}.dat");
             let path = dir.join(name);
             if self.rule.refuses_name(&path) {
-                skipped += 1;
+                left.offensive += 1;
                 continue;
             }
             // Lazy: the index's size gives the entry count, one stat per file.
@@ -248,31 +271,25 @@ impl Loader<'_> {
                 .filter(|m| m.is_file() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
                 .and_then(|m| Header::count_from_len(m.len()));
             if let Some(count) = lazy_count {
-                self.members.push(Member::lazy(path, count));
+                self.members.push(Member::lazy(path, Arc::clone(root), count));
                 if let Some(files) = listed.as_mut() {
                     files.push((name.clone(), count));
                 }
                 continue;
             }
             listed = None;
-            match self.rule.admit(&path, self.may_hold > 0) {
-                Verdict::Servable(content) => {
-                    self.held(&content);
-                    self.members.push(Member::opened(path, content));
+            match self.rule.admit(&path, root, &self.budget) {
+                Verdict::Servable(content) => self.members.push(Member::opened(path, content)),
+                Verdict::Offensive { .. } => left.offensive += 1,
+                Verdict::Unservable(e) => {
+                    left.broken += 1;
+                    self.leave_out(e);
                 }
-                Verdict::Offensive { .. } => skipped += 1,
-                Verdict::Unservable(e) => match e.problem {
-                    // Not a fortune file after all: reported, left out.
-                    Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong(_) => {
-                        log::warn!("{e}; left out")
-                    }
-                    _ => return Err(e),
-                },
             }
         }
         let settled = stamp.settled(std::time::SystemTime::now());
-        let listed = listed.filter(|files| settled && !files.is_empty());
-        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key) {
+        let files = listed.filter(|files| settled && !files.is_empty());
+        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), files, key) {
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
@@ -280,17 +297,85 @@ impl Loader<'_> {
             });
             cache.changed = true;
         }
-        let off = dir.join("off");
         if present.contains("off") {
-            match std::fs::metadata(&off) {
-                Ok(meta) if meta.is_dir() && self.rule.offensive => {
-                    self.add_dir(&off, &meta)?;
-                }
-                Ok(meta) if meta.is_dir() => skipped += 1,
-                _ => {}
+            if self.rule.offensive {
+                self.add_off(dir, root, &mut left)?;
+            } else if std::fs::metadata(dir.join("off")).is_ok_and(|m| m.is_dir()) {
+                left.offensive += 1;
             }
         }
-        Ok(skipped)
+        Ok(left)
+    }
+
+    /// `dir/off`, if it is a directory inside `root` not listed yet (a link
+    /// such as `off -> .` would list the same files again and again).
+    fn add_off(&mut self, dir: &Path, root: &Arc<Path>, left: &mut Left) -> Result<(), LoadError> {
+        let off = dir.join("off");
+        let fail = |problem| LoadError {
+            path: off.clone(),
+            problem,
+        };
+        let (meta, real) = match std::fs::metadata(&off).and_then(|m| Ok((m, std::fs::canonicalize(&off)?))) {
+            Ok((meta, real)) if meta.is_dir() => (meta, real),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                left.broken += 1;
+                self.leave_out(fail(Problem::Unreadable(e)));
+                return Ok(());
+            }
+        };
+        if !real.starts_with(root) {
+            left.broken += 1;
+            self.leave_out(fail(Problem::Outside {
+                real,
+                root: root.to_path_buf(),
+            }));
+            return Ok(());
+        }
+        if !self.listed.insert(real.clone()) {
+            left.broken += 1;
+            self.leave_out(fail(Problem::Loop(real)));
+            return Ok(());
+        }
+        let inner = self.add_dir(&off, &meta, root)?;
+        left.offensive += inner.offensive;
+        left.broken += inner.broken;
+        Ok(())
+    }
+
+    /// Reports a directory member left out: the first [`WARN_LEFT_OUT`] at
+    /// warning level, the others at debug; those the memory cap left out in
+    /// one line at the end ([`Loader::finish`]).
+    fn leave_out(&mut self, e: LoadError) {
+        if matches!(e.problem, Problem::OverBudget) {
+            let (_, n) = self.capped.get_or_insert((e.path, 0));
+            *n += 1;
+            return;
+        }
+        self.left_out += 1;
+        if self.left_out <= WARN_LEFT_OUT {
+            log::warn!("{e}; left out");
+        } else {
+            log::debug!("{e}; left out");
+        }
+    }
+
+    /// The folded warnings of this load.
+    fn finish(&self) {
+        if self.left_out > WARN_LEFT_OUT {
+            log::warn!(
+                "{} more fortune files left out (logged at debug level)",
+                self.left_out - WARN_LEFT_OUT
+            );
+        }
+        if let Some((first, n)) = &self.capped {
+            log::warn!(
+                "{n} fortune files left out, {} first: the collection's indexes and files read whole reached their cap of {} MiB (see docs/reliability.md)",
+                first.display(),
+                MAX_HELD >> 20
+            );
+        }
     }
 }
 
@@ -387,5 +472,101 @@ mod tests {
             lazy.entry(0),
             Err(crate::fortunes::EntryError::Refused { .. })
         ));
+    }
+
+    fn load_dir(dir: &Path, offensive: bool, opening: Opening) -> Result<Store, LoadError> {
+        let selection = Selection {
+            paths: vec![dir.to_path_buf()],
+            offensive,
+            ..Selection::default()
+        };
+        Store::load(&selection, opening)
+    }
+
+    #[test]
+    fn members_stay_inside_the_directory_and_off_loops_once() {
+        let dir = Scratch::with(&[
+            ("top/f", TEXT),
+            ("top/f.dat", &dat(0)),
+            ("secret/s", b"secret\n%\n"),
+            ("secret/s.dat", &dat(0)),
+        ]);
+        let top = dir.join("top");
+        let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, top.join(name)).unwrap();
+        // A member leading to the kernel's files or out of the directory.
+        link("/proc/self/environ", "env");
+        link("f.dat", "env.dat");
+        link("../secret/s", "away");
+        link("../secret/s.dat", "away.dat");
+        // off/ leading back to the directory (a loop), then out of it.
+        link(".", "off");
+        for opening in [Opening::Eager, Opening::Lazy] {
+            let store = load_dir(&top, true, opening).unwrap();
+            let served: Vec<String> = (0..store.len())
+                .filter_map(|n| store.entry(n).ok())
+                .map(|e| e.into_owned())
+                .collect();
+            assert_eq!(served, ["a", "bc"], "{opening:?}");
+        }
+        std::fs::remove_file(top.join("off")).unwrap();
+        link("..", "off");
+        let store = load_dir(&top, true, Opening::Eager).unwrap();
+        assert_eq!(entries(&store), ["a", "bc"]);
+        // A member inside, by a link, is served.
+        link("f", "g");
+        link("f.dat", "g.dat");
+        assert_eq!(
+            entries(&load_dir(&top, true, Opening::Eager).unwrap()),
+            ["a", "bc", "a", "bc"]
+        );
+    }
+
+    #[test]
+    fn a_broken_member_is_left_out_not_fatal() {
+        let dir = Scratch::with(&[
+            ("good", TEXT),
+            ("good.dat", &dat(0)),
+            // Not UTF-8, with an index that does not fit it: read whole, refused.
+            ("latin1", b"caf\xe9\n%\n"),
+            ("latin1.dat", b"garbage"),
+            ("loop.dat", &dat(0)),
+        ]);
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        assert_eq!(
+            entries(&load_dir(&dir, false, Opening::Eager).unwrap()),
+            ["a", "bc"]
+        );
+        std::fs::remove_file(dir.join("good")).unwrap();
+        let e = load_dir(&dir, false, Opening::Eager).unwrap_err();
+        assert!(matches!(e.problem, Problem::NoneServable { broken: 2 }), "{e}");
+        assert!(!e.is_absence());
+    }
+
+    #[test]
+    fn the_collection_stops_at_its_memory_cap() {
+        // Each member's index is estimated at 72 bytes of the budget until read.
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for i in 0..3 {
+            files.push((format!("f{i}"), TEXT.to_vec()));
+            files.push((format!("f{i}.dat"), dat(0)));
+        }
+        let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let dir = Scratch::with(&named);
+        let mut loader = Loader {
+            rule: Rule::default(),
+            opening: Opening::Eager,
+            cache: None,
+            members: Vec::new(),
+            // Room to read one (72), keep its table (16) and not read another.
+            budget: Budget::new(72 + 15, 8),
+            listed: HashSet::new(),
+            left_out: 0,
+            capped: None,
+        };
+        loader.add_path(&dir).unwrap();
+        assert_eq!(loader.members.len(), 1);
+        let (first, n) = loader.capped.clone().unwrap();
+        assert_eq!((first, n), (dir.join("f1"), 2));
+        assert_eq!(loader.left_out, 0, "the cap's refusals are folded apart");
     }
 }

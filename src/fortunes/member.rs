@@ -10,17 +10,20 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::disk::{self, Content};
 use super::error::{EntryError, LoadError, Problem};
-use super::limits::MAX_ENTRY;
+use super::limits::{Budget, MAX_ENTRY};
 
 /// One fortune file, opened at load or on first pick.
 #[derive(Debug)]
 pub struct Member {
     path: PathBuf,
+    /// The real path of the fortune directory it was listed in (`None`: a
+    /// file the admin named): where it must stay.
+    root: Option<Arc<Path>>,
     /// Entries counted for the pick: the index's, or the parsed file's.
     count: usize,
     content: OnceLock<Content>,
@@ -72,13 +75,14 @@ impl Rule {
         !self.offensive && offensive_by_name(path)
     }
 
-    /// Checks and opens the directory member `path`. `hold`: keep its data
-    /// file open (see [`disk::open_file`]).
-    pub fn admit(&self, path: &Path, hold: bool) -> Verdict {
+    /// Checks and opens `path`, a member of the fortune directory whose real
+    /// path is `root`: a regular file inside it, not the kernel's, with its
+    /// index, within the collection's `budget` (see [`disk::open_file`]).
+    pub fn admit(&self, path: &Path, root: &Path, budget: &Budget) -> Verdict {
         if self.refuses_name(path) {
             return Verdict::Offensive { by_index: false };
         }
-        match disk::open_file(path, hold, self.max_entry) {
+        match disk::open_file(path, Some(root), budget, self.max_entry) {
             Err(e) => Verdict::Unservable(e),
             Ok(opened) if !opened.has_index => Verdict::Unservable(LoadError {
                 path: path.to_path_buf(),
@@ -106,6 +110,7 @@ impl Member {
     pub fn opened(path: PathBuf, content: Content) -> Member {
         Member {
             path,
+            root: None,
             count: content.count(),
             content: OnceLock::from(content),
             warned: AtomicBool::new(false),
@@ -113,9 +118,10 @@ impl Member {
     }
 
     /// A directory member to open on its first pick ([`Opening::Lazy`](super::Opening)).
-    pub fn lazy(path: PathBuf, count: usize) -> Member {
+    pub fn lazy(path: PathBuf, root: Arc<Path>, count: usize) -> Member {
         Member {
             path,
+            root: Some(root),
             count,
             content: OnceLock::new(),
             warned: AtomicBool::new(false),
@@ -124,6 +130,11 @@ impl Member {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The real path of the directory it was listed in (see [`Rule::admit`]).
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
     }
 
     /// Entries counted for the pick.

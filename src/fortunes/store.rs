@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use super::BUILTIN;
 use super::disk::Content;
-use super::error::EntryError;
+use super::error::{EntryError, Problem};
+use super::limits::Budget;
 use super::lists;
 use super::member::{Member, Rule, Verdict};
 use crate::wire::Protocol;
@@ -28,6 +29,8 @@ pub struct Store {
     origin: String,
     /// What a member opened on a pick must be ([`Opening::Lazy`](super::Opening)).
     rule: Rule,
+    /// What members opened on a pick may still take.
+    budget: Budget,
     /// The cache directory whose [`lists`] this store was loaded with: a
     /// file that counts otherwise, or fails a check, when opened makes it stale.
     list_cache: Option<PathBuf>,
@@ -50,10 +53,22 @@ impl Store {
     pub fn builtin() -> Store {
         let entries: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
         let member = Member::opened(PathBuf::from("built-in"), Content::Memory(entries));
-        Store::new(vec![member], "built-in".into(), Rule::default(), None)
+        Store::new(
+            vec![member],
+            "built-in".into(),
+            Rule::default(),
+            Budget::default(),
+            None,
+        )
     }
 
-    pub fn new(members: Vec<Member>, origin: String, rule: Rule, list_cache: Option<PathBuf>) -> Store {
+    pub fn new(
+        members: Vec<Member>,
+        origin: String,
+        rule: Rule,
+        budget: Budget,
+        list_cache: Option<PathBuf>,
+    ) -> Store {
         let mut total = 0;
         let ends = members
             .iter()
@@ -71,6 +86,7 @@ impl Store {
             ends,
             origin,
             rule,
+            budget,
             list_cache,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
@@ -127,7 +143,10 @@ impl Store {
 
     /// Opens a member listed lazily on its first pick, by the load's [`Rule`].
     fn open_member(&self, member: &Member) -> Content {
-        let (content, listing_wrong) = match self.rule.admit(member.path(), true) {
+        let Some(root) = member.root() else {
+            return Content::Refused("it was never opened".into());
+        };
+        let (content, listing_wrong) = match self.rule.admit(member.path(), root, &self.budget) {
             Verdict::Servable(content) => {
                 let recounted = match &content {
                     Content::Indexed(file) => file.header.count as usize != member.count(),
@@ -141,6 +160,13 @@ impl Store {
             ),
             Verdict::Offensive { by_index: false } => {
                 (Content::Refused("it is offensive (off/ or -o name)".into()), true)
+            }
+            // The cache was right: this process holds too much already.
+            Verdict::Unservable(e) if matches!(e.problem, Problem::OverBudget) => {
+                if self.budget.first_reached() {
+                    log::warn!("{e}; left out, and so is any other file past the cap (said once)");
+                }
+                (Content::Refused(e.to_string()), false)
             }
             Verdict::Unservable(e) => (Content::Refused(e.to_string()), true),
         };
