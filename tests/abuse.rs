@@ -879,6 +879,7 @@ fn one_source_cannot_hold_every_descriptor() {
     const HOGS: usize = 3 * CAP;
     const OTHER_NETS: u8 = 3;
     let notify = util::NotifySocket::new();
+    let began = Instant::now();
     let (server, addr) = start(
         Cmd::server()
             .args(["--timeout", "30", "--max-per-source", &CAP.to_string()])
@@ -893,6 +894,8 @@ fn one_source_cannot_hold_every_descriptor() {
             hog
         })
         .collect();
+    // Every hog accepted (the over-cap ones closed), then no more moving.
+    settle(Duration::from_secs(60), || server.fds(), |n| n >= idle_fds + CAP);
     let held = steady(Duration::from_secs(5), || server.fds());
     most = most.max(held);
     let workers = server.threads() - 1;
@@ -971,9 +974,10 @@ fn one_source_cannot_hold_every_descriptor() {
     );
     assert!(status_shows, "no STATUS= with {closed:?}");
     // The cap at start, the first in full, one count at stop, the summary at
-    // stop: not one per client.
+    // stop, a count per 10 s if the test took that long: not one per client.
+    let most_lines = 4 + began.elapsed().as_secs() as usize / 10;
     assert!(
-        logged <= 4,
+        logged <= most_lines,
         "{logged} lines for {} closed clients\n{}",
         HOGS - CAP,
         done.report()
@@ -988,12 +992,14 @@ fn reset_storm_logs_a_count() {
     const RESETS: usize = 1000;
     let (server, addr) = start(Cmd::server().args(["--timeout", "1"]));
     let lines_before = server.stderr().lines().count();
+    let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| (0..RESETS / 4).for_each(|_| reset_client(addr)));
         }
     });
     let done = server.stop();
+    let took = started.elapsed();
     let lines: Vec<&str> = done.stderr.lines().skip(lines_before).collect();
     let failed = done
         .stderr
@@ -1016,6 +1022,13 @@ fn reset_storm_logs_a_count() {
         "only {failed} resets reached the service before its fortune: the test proves nothing\n{}",
         done.report()
     );
-    // The first in full, a count per 10 s, one at stop, plus SIGTERM and "stopped".
-    assert!(lines.len() <= 6, "{} log lines\n{}", lines.len(), done.report());
+    // The first in full, a count per 10 s, one at stop, plus SIGTERM and
+    // "stopped" (a bound that only grows on a slow machine).
+    let most = 6 + took.as_secs() as usize / 10;
+    assert!(
+        lines.len() <= most,
+        "{} log lines\n{}",
+        lines.len(),
+        done.report()
+    );
 }
