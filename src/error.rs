@@ -55,7 +55,9 @@ pub mod exit {
         (LISTEN, "A --listen address cannot be bound."),
         (
             RUNTIME,
-            "The system refused a resource (threads, epoll, signal handling).",
+            "The system refused a resource (threads, epoll, signal handling), or a serving \
+             thread (a worker, a UDP thread) died and could not be replaced: systemd restarts \
+             the service (Restart=on-failure).",
         ),
     ];
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fortune_server::fortunes::lists;
 
+use util::serving as listen;
 use util::{
     Cmd, Running, Scratch, dir_with, fetch, fifo, figure, file_with, free_port, indexed_file, loopback,
     qt_read, require, strfile,
@@ -54,16 +55,6 @@ fn indexed_entries(dir: &Path) -> HashSet<String> {
         }
     }
     all
-}
-
-fn listen(args: &[&str]) -> (Running, SocketAddr) {
-    let addr = loopback(free_port());
-    let server = Cmd::server()
-        .args(["--listen", &addr.to_string()])
-        .args(args)
-        .spawn();
-    server.wait_for_log("Serving");
-    (server, addr)
 }
 
 /// `systemd-socket-activate --accept`: one server process per connection.

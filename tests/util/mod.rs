@@ -62,6 +62,37 @@ pub fn file_with(contents: &[u8]) -> Scratch {
     Scratch::file(contents)
 }
 
+/// The server started from Python the way an activator starts it: `setup`
+/// (Python; `os`, `socket`, `sys`, `time`, `fcntl` and `signal` imported)
+/// leaves the descriptors at 3 and up, a dict `env` of variables to set
+/// (`LISTEN_FDS` among them) and may append server arguments to `sys.argv`;
+/// then the server is exec'd with `LISTEN_PID` set to its (Python's) PID
+/// (descriptors `LISTEN_FDS` claims may be closed, for tests of that).
+/// None if `/usr/bin/python3` is missing (see [`require`]).
+pub fn activator(setup: &str) -> Option<Cmd> {
+    if !require("/usr/bin/python3") {
+        return None;
+    }
+    let script = format!(
+        "import os, socket, sys, time, fcntl, signal\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
+         for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))):\n\
+         \x20   if os.path.exists(f'/proc/self/fd/{{fd}}'): os.set_inheritable(fd, True)\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
+    );
+    Some(Cmd::new("/usr/bin/python3").args(["-c", &script, SERVER]))
+}
+
+/// The server with `args` on a free loopback port (`--listen`), serving.
+pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
+}
+
 /// A command whose output is kept for the failure report.
 pub struct Cmd {
     cmd: Command,
