@@ -469,8 +469,7 @@ fn flood() {
 
 /// Item 3: Under `ulimit -n 64`, 200 concurrent clients: the service runs out
 /// of descriptors, backs off, logs it once per episode, and serves every
-/// client in the end. Its CPU time over the run is a figure (a spinning
-/// accept loop shows there; the back-off is server.rs's `RESOURCE_BACKOFF`).
+/// client in the end, without spinning (server.rs's `RESOURCE_BACKOFF`).
 #[test]
 fn fd_exhaustion() {
     let _serial = serial();
@@ -547,6 +546,9 @@ fn fd_exhaustion() {
         recovered >= 1 && ran_out <= recovered + 1,
         "one warning per episode expected"
     );
+    // Not a timing: a busy machine lengthens the wall time, not the server's
+    // CPU time (0 ms here); only an accept loop that spins comes near it.
+    assert!(cpu * 4 < wall, "the accept loop spun: CPU {cpu:?} in {wall:?}");
     server.stop().assert_code(0);
 }
 
