@@ -37,10 +37,12 @@ pub mod exit {
         ),
         (
             FORTUNES,
-            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
-             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry), \
-             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
-             offensive without --offensive. Nothing was served.",
+            "A fortune file named on its own is unreadable, is not a regular file (a FIFO, a device, \
+             a socket; or its index is one), is the kernel's (/proc, /sys, /dev), holds no fortunes \
+             (or only ones longer than --max-entry), is larger than 4 MiB without an index, is not \
+             UTF-8 (a file without index), or is offensive without --offensive; or a directory is \
+             unreadable or holds no servable fortune file (broken members are only left out while \
+             one is servable). Nothing was served.",
         ),
         (
             USAGE,

@@ -673,7 +673,7 @@ fn a_fifo_member_in_one_process_per_connection() {
         let (server_end, _) = listener.accept().expect("accept");
         let done = Cmd::server()
             .args(["--inetd", "--timeout", "2", "--fortunes"])
-            .arg(&dir)
+            .arg(dir.path())
             .stdin(std::os::fd::OwnedFd::from(server_end))
             .run(Duration::from_secs(10));
         done.assert_code(0);
@@ -970,7 +970,7 @@ fn six_hundred_files_under_a_small_descriptor_limit() {
         let addr = loopback(free_port());
         let server = Cmd::server()
             .args(["--listen", &addr.to_string(), "--fortunes"])
-            .arg(&dir)
+            .arg(dir.path())
             .with_fd_limits(soft, hard)
             .spawn();
         server.wait_for_log("Serving 600 fortunes");

@@ -206,7 +206,7 @@ fn a_sighup_while_loading_is_a_reload_once_loaded() {
     for attempt in 1..=5 {
         let server = Cmd::server()
             .args(["--listen", "127.0.0.1:0", "--fortunes"])
-            .arg(&fortunes)
+            .arg(fortunes.path())
             .spawn();
         let exe_link = format!("/proc/{}/exe", server.pid());
         let end = Instant::now() + Duration::from_secs(10);

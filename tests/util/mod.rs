@@ -168,7 +168,16 @@ impl Cmd {
     /// [`Cmd::with_fd_limit`] with a soft limit below the hard one, as
     /// systemd sets them (1024 and 524288 by default).
     pub fn with_fd_limits(self, soft: u32, hard: u32) -> Cmd {
-        let ulimit = format!("ulimit -Sn {soft} && ulimit -Hn {hard}");
+        self.under_ulimit(format!("ulimit -Sn {soft} && ulimit -Hn {hard}"))
+    }
+
+    /// Runs under a limit of `mib` MiB of address space (`ulimit -v`): its
+    /// resident set can be no larger.
+    pub fn with_memory_limit(self, mib: u32) -> Cmd {
+        self.under_ulimit(format!("ulimit -v {}", mib * 1024))
+    }
+
+    fn under_ulimit(self, ulimit: String) -> Cmd {
         let shown = format!("{ulimit}; exec {}", self.shown);
         let mut limited = Cmd::new("sh")
             .arg("-c")
@@ -345,10 +354,19 @@ impl Running {
 
     /// Resident memory in KiB (VmRSS in /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The largest resident set size it had so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -570,6 +588,25 @@ impl Default for NotifySocket {
 /// A misbehaving server for client tests: on 127.0.0.1, answers each of the
 /// first `connections` clients with `reply` (then closes, or holds the
 /// connection open for `hold` first). Its thread ends after that many.
+/// A server for one connection that sends `header`, then zeros until
+/// `total` bytes are sent or the client goes away.
+pub fn streaming_server(header: &[u8], total: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let header = header.to_vec();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let zeros = vec![0u8; 1 << 16];
+            let mut sent = header.len();
+            let _ = s.write_all(&header);
+            while sent < total && s.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+        }
+    });
+    addr
+}
+
 pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
@@ -599,7 +636,7 @@ pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expecte
     let done = qt_script("qt_fortune_client.py", addr)
         .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
-        .arg(&expect)
+        .arg(expect.path())
         .run(Duration::from_secs(120));
     done.assert_code(0);
     done.stdout
