@@ -414,6 +414,67 @@ fn failed_reload_keeps_serving_the_old_collection() {
 }
 
 #[test]
+fn reload_keeps_the_percentages() {
+    let ours = file_with(b"ours\n");
+    let theirs = file_with(b"t0\nt1\nt2\nt3\nt4\nt5\nt6\nt7\nt8\nt9\n");
+    let (server, addr) = listen(&[
+        "--fortunes",
+        &format!("80% {}", ours.display()),
+        "--fortunes",
+        &format!("20% {}", theirs.display()),
+    ]);
+    // Theirs grows to 40 entries: by entries, ours would get 1 pick in 41.
+    let forty: String = (0..40).map(|i| format!("t{i}\n")).collect();
+    std::fs::write(&theirs, forty).expect("rewrite the file");
+    server.signal("HUP");
+    server.wait_for_log("reloaded 41 fortunes");
+    let picks = 2_000;
+    let served: Vec<String> = (0..picks).map(|_| fetch(addr)).collect();
+    let share = served.iter().filter(|f| *f == "ours").count() as f64 / picks as f64;
+    util::figure(
+        "reload_keeps_the_percentages",
+        &format!("share of the 80% path after a reload: {share:.3} of {picks} picks"),
+    );
+    assert!((share - 0.8).abs() < 0.04, "{share}");
+    assert!(
+        served.iter().any(|f| f == "t39"),
+        "the reloaded entries are served"
+    );
+    server.stop().assert_code(0);
+}
+
+#[test]
+fn equal_and_short_through_the_environment() {
+    let one = file_with(b"one\n");
+    let long = "x".repeat(40);
+    let many = file_with(format!("m0\nm1\nm2\nm3\nm4\nm5\nm6\nm7\nm8\n{long}\n").as_bytes());
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .env(
+            "FORTUNE_FORTUNES",
+            format!("{}:{}", one.display(), many.display()),
+        )
+        .env("FORTUNE_EQUAL", "true")
+        .env("FORTUNE_SHORT", "true")
+        .env("FORTUNE_SHORT_MAX", "10")
+        .spawn();
+    // The long one is not counted: 1 + 9 may be served.
+    server.wait_for_log("Serving 10 fortunes");
+    let picks = 600;
+    let served: Vec<String> = (0..picks).map(|_| fetch(addr)).collect();
+    assert!(!served.contains(&long), "a long fortune was served");
+    let share = served.iter().filter(|f| *f == "one").count() as f64 / picks as f64;
+    util::figure(
+        "equal_and_short_through_the_environment",
+        &format!("share of the one-fortune file with --equal: {share:.3} of {picks} picks"),
+    );
+    // 0.5 each file (by entries it would be 0.1); 0.1 is over 4 standard deviations.
+    assert!((share - 0.5).abs() < 0.1, "{share}");
+    server.stop().assert_code(0);
+}
+
+#[test]
 fn daily_is_the_same_across_processes() {
     if !require("systemd-socket-activate") || !require(&format!("{DEBIAN}/fortunes.dat")) {
         return;

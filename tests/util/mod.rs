@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_fortune-server");
@@ -773,28 +774,58 @@ pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result
 /// Sends one UDP datagram with a forged source (a raw socket writing its
 /// own IPv4 header; root only). Loopback destinations only.
 pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
-    assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
-    let len = 20 + 8 + payload.len();
-    let mut packet = Vec::with_capacity(len);
-    // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
-    packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
-    packet.extend_from_slice(&from.ip().octets());
-    packet.extend_from_slice(&to.ip().octets());
-    // UDP header, checksum 0 (none, allowed over IPv4).
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    let raw = socket2::Socket::new(
+    Spoofer::new().send(from, to, payload);
+}
+
+/// A raw IPv4 socket for UDP (root only).
+fn raw_udp_socket() -> socket2::Socket {
+    socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::RAW,
         Some(socket2::Protocol::UDP),
     )
-    .expect("a raw socket (root)");
-    raw.set_header_included_v4(true).expect("IP_HDRINCL");
-    raw.send_to(&packet, &SocketAddr::V4(to).into())
-        .expect("send the spoofed datagram");
+    .expect("a raw socket (root)")
+}
+
+/// A raw socket that forges UDP datagrams (root only), kept for a flood.
+pub struct Spoofer(socket2::Socket);
+
+impl Spoofer {
+    pub fn new() -> Spoofer {
+        let raw = raw_udp_socket();
+        raw.set_header_included_v4(true).expect("IP_HDRINCL");
+        Spoofer(raw)
+    }
+
+    /// Sends `payload` to `to` (loopback only) as if from `from`.
+    pub fn send(&self, from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
+        assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
+        let len = 20 + 8 + payload.len();
+        let mut packet = Vec::with_capacity(len);
+        // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
+        packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        packet.extend_from_slice(&from.ip().octets());
+        packet.extend_from_slice(&to.ip().octets());
+        // UDP header, checksum 0 (none, allowed over IPv4).
+        packet.extend_from_slice(&from.port().to_be_bytes());
+        packet.extend_from_slice(&to.port().to_be_bytes());
+        packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(payload);
+        // A full send buffer under a flood: the datagram is lost, as on a network.
+        if let Err(e) = self.0.send_to(&packet, &SocketAddr::V4(to).into()) {
+            assert!(
+                matches!(e.raw_os_error(), Some(nix::libc::ENOBUFS | nix::libc::EAGAIN)),
+                "send the spoofed datagram: {e}"
+            );
+        }
+    }
+}
+
+impl Default for Spoofer {
+    fn default() -> Self {
+        Spoofer::new()
+    }
 }
 
 /// One UDP datagram seen on the host: source, destination, payload.
@@ -806,12 +837,7 @@ pub struct UdpSpy(socket2::Socket);
 
 impl UdpSpy {
     pub fn new() -> UdpSpy {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .expect("a raw socket (root)");
+        let raw = raw_udp_socket();
         raw.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         UdpSpy(raw)
@@ -854,4 +880,69 @@ fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
         std::net::SocketAddrV4::new(ip(16), port(header + 2)),
         p[header + 8..].to_vec(),
     ))
+}
+
+/// A network namespace made for one test (`ip netns add`; root only): its
+/// loopback up, and whatever addresses the test adds to it. Deleted (by its
+/// name) when dropped. Traffic to or from it never leaves the host.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named after `tag` and this process; the caller has
+    /// `require_root()`d and `require("ip")`d.
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "fortune-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ip(&["netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Adds `addr` (e.g. `2001:db8:1:100::1/128`) to its loopback.
+    pub fn add_address(&self, addr: &str) {
+        self.ip(&["address", "add", addr, "dev", "lo", "nodad"]);
+    }
+
+    /// `program` run inside it (`ip netns exec`, which execs it: the PID is the program's).
+    pub fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new("ip").args(["netns", "exec", self.name.as_str(), program])
+    }
+
+    /// Moves the calling thread into it: the sockets it makes from now on
+    /// belong to the namespace. Call it from a thread of the test's own.
+    pub fn enter(&self) {
+        let ns = File::open(format!("/run/netns/{}", self.name)).expect("the namespace's file");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering network namespace {}: {e}", self.name));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
