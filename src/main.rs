@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         logging::report_fatal(line, None);
         activation::refuse_inherited();
     };
-    let cli = match cli::parse::<cli::Cli>(exit::USAGE, usage_error) {
+    let cli = match cli::parse_server(exit::USAGE, usage_error) {
         Ok(cli) => cli,
         Err(status) => return status,
     };
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             logging::report_fatal(&format!("error: {e}"), Some(e.location()));
+            e.refuse_pending();
             ExitCode::from(e.exit_code())
         }
     }

@@ -1,5 +1,5 @@
 complete -c fortune-server -l listen -d 'Address to listen on when systemd passes no socket (repeatable)' -r
-complete -c fortune-server -l protocol -d 'Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
+complete -c fortune-server -l protocol -d 'Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol: a socket named qt, qt4 or text is served so whatever this says (with a warning)' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
 qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
 complete -c fortune-server -l fortunes -d 'Fortune file (fortune-mod\'s `%` lines with its strfile index NAME.dat if any, or one fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes); repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune files. Default (or nothing left): the built-in seven' -r -F
@@ -11,7 +11,12 @@ complete -c fortune-server -l max-connections -d 'Connections served at once, ac
 complete -c fortune-server -l max-per-source -d 'Connections (and descriptors) one source may hold at once, being served or waiting for the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once, without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit' -r
 complete -c fortune-server -l udp-rate -d 'UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of --udp-burst; more datagrams go unanswered. 0: no limit' -r
 complete -c fortune-server -l udp-burst -d 'UDP replies one source may get at once before --udp-rate applies' -r
-complete -c fortune-server -l log-level -d 'Log level: error, warn, info, debug or trace' -r
+complete -c fortune-server -l log-level -d 'Log level: off, error, warn, info, debug or trace' -r -f -a "off\t''
+error\t''
+warn\t''
+info\t''
+debug\t''
+trace\t''"
 complete -c fortune-server -l offensive -d 'Also serve offensive collections (rot13 index, off/ directory), decoded'
 complete -c fortune-server -l daily -d 'The same fortune all day for everyone (from the date in the local time zone). Qt\'s Fortune Client asks again at once when a fortune repeats: it reconnects in a loop'
 complete -c fortune-server -l inetd -d 'Serve the connection on standard input (inetd, or systemd\'s StandardInput=socket)'
