@@ -94,6 +94,9 @@ pub mod exit {
 pub struct Error {
     pub cause: Cause,
     at: &'static Location<'static>,
+    /// The inherited sockets, to refuse their clients for a while once the
+    /// error is logged ([`Error::refuse_pending`]).
+    pending: Option<Activation>,
 }
 
 #[derive(Debug)]
@@ -112,6 +115,21 @@ impl Error {
         Error {
             cause,
             at: Location::caller(),
+            pending: None,
+        }
+    }
+
+    /// Keeps the sockets, for [`Error::refuse_pending`].
+    fn refusing(mut self, activation: Activation) -> Error {
+        self.pending = Some(activation);
+        self
+    }
+
+    /// After the error is logged (so that `systemctl status` shows the
+    /// cause at once): [`Activation::refuse_pending`] on the sockets kept.
+    pub fn refuse_pending(&self) {
+        if let Some(activation) = &self.pending {
+            activation.refuse_pending();
         }
     }
 
@@ -165,7 +183,10 @@ impl From<ActivationError> for Error {
 /// logging, [`logging::init`]).
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     // Adopt (and unset LISTEN_*) before any thread starts.
-    let activation = activation::activate(cli.inetd, &cli.listen)?;
+    let activation = activation::activate(cli.inetd, &cli.listen, cli.given.listen)?;
+    for line in cli::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+        log::warn!("{line}");
+    }
     let cache_dir = cli.cache_dir();
     let selection = Selection {
         paths: cli.fortunes,
@@ -181,10 +202,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     service::raise_fd_limit();
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
-        Err(e) => {
-            activation.refuse_pending();
-            return Err(e.into());
-        }
+        Err(e) => return Err(Error::from(e).refusing(activation)),
     };
     match activation {
         Activation::Connected(stream) => {
@@ -202,6 +220,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         } => {
             let config = service::Config {
                 protocol: cli.protocol,
+                protocol_given: cli.given.protocol,
                 fortunes: selection,
                 daily: cli.daily,
                 timeout: cli.timeout,

@@ -28,6 +28,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Config {
     pub protocol: Protocol,
+    /// `--protocol` was set, not defaulted: a socket's name overriding it is warned about.
+    pub protocol_given: bool,
     pub fortunes: Selection,
     pub daily: bool,
     pub timeout: Duration,
@@ -65,6 +67,16 @@ pub fn run(
         .into_iter()
         .map(|Named { socket, name }| {
             let protocol = protocol_for(name.as_deref(), config.protocol);
+            if config.protocol_given && protocol != config.protocol {
+                log::warn!(
+                    "FORTUNE_PROTOCOL (--protocol) {} does not apply to {socket}: its systemd name \
+                     (FileDescriptorName={protocol}) chooses {protocol}, and a socket's name wins; to serve \
+                     {} there, set FileDescriptorName={} in its .socket unit",
+                    config.protocol,
+                    config.protocol,
+                    config.protocol
+                );
+            }
             log::info!("listening on {socket} ({protocol})");
             described.push(format!("{socket} ({protocol})"));
             (socket, protocol)
@@ -110,13 +122,12 @@ pub fn run(
     }
 
     let mut serving = serving_text(&live.store(), &described);
-    notify::ready(&serving);
     log::info!(message_id = id::SERVING; "{serving}");
+    let mut status = Status::default();
+    notify::ready(&status.line(&serving, &stats));
 
     let watchdog = notify::watchdog_interval();
     let tick = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
-    let mut last_status = String::new();
-    let mut next_status = Instant::now();
     let mut idle = config
         .idle_exit
         .map(|limit| Idle::new(limit, Instant::now(), stats.handled()));
@@ -130,7 +141,12 @@ pub fn run(
         if poll(&mut fds, timeout).unwrap_or(0) > 0 {
             match signalfd.read_signal() {
                 Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => {
-                    serving = reload(&config.fortunes, &live, &described);
+                    notify::reloading();
+                    let outcome = reload(&config.fortunes, &live);
+                    serving = serving_text(&live.store(), &described);
+                    status.reload_failed = outcome.as_ref().err().cloned();
+                    notify::ready(&status.line(&serving, &stats));
+                    answer_reloader(info.ssi_pid, outcome.is_ok());
                 }
                 Ok(Some(info)) => {
                     let name = Signal::try_from(info.ssi_signo as i32).map_or("signal", |s| s.as_str());
@@ -155,14 +171,12 @@ pub fn run(
             notify::watchdog();
         }
         ratelimit::flush();
-        if Instant::now() >= next_status {
-            let status = format!("{serving}; {}", stats.summary());
-            if status != last_status {
-                notify::status(&status);
-                last_status = status;
-            }
-            next_status = Instant::now() + STATUS_EVERY;
+        // At every tick (and signal): the counters as they are now.
+        let line = status.line(&serving, &stats);
+        if line != status.sent {
+            notify::status(&line);
         }
+        status.sent = line;
     }
 
     notify::stopping();
@@ -218,22 +232,64 @@ fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
     name.and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
-/// Re-reads the fortune files; on failure keeps the old collection.
-/// Returns the new "Serving ..." status text.
-fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
-    notify::reloading();
+/// Re-reads the fortune files; on failure keeps the old collection and
+/// returns why.
+fn reload(selection: &Selection, live: &Live) -> Result<(), String> {
     match Store::load(selection, Opening::Eager) {
         Ok(store) => {
             log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.len(), store.origin());
             live.replace(store);
+            Ok(())
         }
         Err(e) => {
-            log::warn!(message_id = id::RELOAD_FAILED; "reload failed, still serving the previous fortunes: {e}")
+            log::warn!(message_id = id::RELOAD_FAILED; "reload failed, still serving the previous fortunes: {e}");
+            Err(e.to_string())
         }
     }
-    let serving = serving_text(&live.store(), described);
-    notify::ready(&serving);
-    serving
+}
+
+/// What `STATUS=` shows: what is served, the counters, and a failed reload
+/// until a good one.
+#[derive(Default)]
+struct Status {
+    reload_failed: Option<String>,
+    /// The line last sent, so that an unchanged one is not sent again.
+    sent: String,
+}
+
+impl Status {
+    fn line(&self, serving: &str, stats: &Stats) -> String {
+        let mut line = format!("{serving}; {}", stats.summary());
+        if let Some(why) = &self.reload_failed {
+            line.push_str(&format!(
+                "; RELOAD FAILED, still serving the previous fortunes: {why}"
+            ));
+        }
+        line
+    }
+}
+
+/// Tells the unit's `ExecReload=` command how the reload went, so that
+/// `systemctl reload` fails when it did (systemd 252 has no
+/// `Type=notify-reload`): SIGUSR1 done, SIGUSR2 failed, to the process that
+/// sent the SIGHUP, but only if it runs in this service's own cgroup (the
+/// command systemd runs for `ExecReload=`). Anyone else who sends SIGHUP
+/// (`kill -HUP`, `systemctl kill`) gets no signal back.
+fn answer_reloader(sender: u32, ok: bool) {
+    let cgroup = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
+    let ours = cgroup("self");
+    let sender_pid = sender as i32;
+    if sender_pid <= 1
+        || sender == std::process::id()
+        || ours.is_none()
+        || cgroup(&sender.to_string()) != ours
+    {
+        return;
+    }
+    let answer = if ok { Signal::SIGUSR1 } else { Signal::SIGUSR2 };
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sender_pid), answer) {
+        log::debug!("cannot tell process {sender} how the reload went: {e}");
+    }
 }
 
 fn serving_text(store: &Store, described: &[String]) -> String {

@@ -87,7 +87,18 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match &self.problem {
-            Problem::Unreadable(e) => write!(f, "cannot read fortune file {path}: {e}"),
+            Problem::Unreadable(e) => {
+                write!(f, "cannot read fortune file {path}: {e}")?;
+                match hidden_by_sandbox(&self.path, e, std::env::var_os("INVOCATION_ID").is_some()) {
+                    Some(directive) => write!(
+                        f,
+                        " (the service's sandbox hides {}: {directive} in its unit; put the files under \
+                         /srv or /usr/local/share)",
+                        HOME_DIRECTORIES.join(", ")
+                    ),
+                    None => Ok(()),
+                }
+            }
             Problem::NotRegular(what) => write!(
                 f,
                 "fortune file {path} is {what}, not a regular file; only regular files are read"
@@ -118,6 +129,17 @@ impl fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+/// What systemd's `ProtectHome=yes` makes inaccessible.
+const HOME_DIRECTORIES: [&str; 3] = ["/home", "/root", "/run/user"];
+
+/// The unit directive that denies reading `path`, when systemd runs us
+/// (`under_systemd`) and the error is "permission denied" under a
+/// directory it hides.
+fn hidden_by_sandbox(path: &Path, e: &std::io::Error, under_systemd: bool) -> Option<&'static str> {
+    let hidden = HOME_DIRECTORIES.iter().any(|dir| path.starts_with(dir));
+    (under_systemd && hidden && e.kind() == ErrorKind::PermissionDenied).then_some("ProtectHome=yes")
+}
 
 /// When to open the files of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +423,22 @@ pub fn offensive_by_name(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_denied_under_a_hidden_directory_names_the_directive() {
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        let missing = std::io::Error::from(ErrorKind::NotFound);
+        let root = Path::new("/root/fortunes");
+        assert_eq!(hidden_by_sandbox(root, &denied, true), Some("ProtectHome=yes"));
+        assert_eq!(
+            hidden_by_sandbox(Path::new("/home/a/f"), &denied, true),
+            Some("ProtectHome=yes")
+        );
+        assert_eq!(hidden_by_sandbox(Path::new("/homes/f"), &denied, true), None);
+        assert_eq!(hidden_by_sandbox(Path::new("/srv/f"), &denied, true), None);
+        assert_eq!(hidden_by_sandbox(root, &missing, true), None);
+        assert_eq!(hidden_by_sandbox(root, &denied, false), None);
+    }
 
     /// strfile's index of "a\n%\nbc\n%\n" (see strfile.rs), with `flags`.
     fn dat(flags: u8) -> Vec<u8> {

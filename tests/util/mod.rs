@@ -81,6 +81,9 @@ impl Cmd {
             "NOTIFY_SOCKET",
             "WATCHDOG_USEC",
             "JOURNAL_STREAM",
+            // Set for every process systemd starts (a CI runner's service):
+            // the server would take it for a unit without its socket.
+            "INVOCATION_ID",
         ] {
             cmd.env_remove(var);
         }
