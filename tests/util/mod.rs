@@ -516,6 +516,28 @@ impl NotifySocket {
     }
 }
 
+impl NotifySocket {
+    /// Waits (20 s at most, else fails the test) for a message that
+    /// `wanted` accepts; returns it. Messages before it are dropped.
+    pub fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            for message in self.messages() {
+                if wanted(&message) {
+                    return message;
+                }
+                seen.push(message);
+            }
+            assert!(
+                Instant::now() < end,
+                "no notify message {what} within 20 s; got {seen:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Default for NotifySocket {
     fn default() -> Self {
         NotifySocket::new()
