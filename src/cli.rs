@@ -160,6 +160,12 @@ pub mod man {
             "The watchdog interval (WatchdogSec=): pinged every half of it.",
         ),
         (
+            "INVOCATION_ID",
+            "Set by systemd for every unit: with no socket passed and no --listen given, the \
+             process exits (status 3) naming the cause (its socket stopped, or Accept=yes) instead \
+             of binding --listen's default in a sandbox without network.",
+        ),
+        (
             "CACHE_DIRECTORY",
             "systemd's CacheDirectory=: the default of --cache-dir (its first directory).",
         ),
@@ -181,17 +187,19 @@ pub mod man {
             "One process per connection, when fortune.socket has Accept=yes.",
         ),
         (
-            "/usr/lib/systemd/system/fortune-qotd.socket",
-            "RFC 865 Quote of the Day, TCP and UDP port 17, served by fortune.service; not enabled.",
+            "/usr/lib/systemd/system/fortune-qotd.socket, fortune-qotd.service",
+            "RFC 865 Quote of the Day, TCP and UDP port 17, and the process of its own serving it; \
+             not enabled.",
         ),
         (
             "/usr/lib/systemd/system/fortune.service.d/fortune-mod.conf",
-            "Serves the fortune-mod collections: FORTUNE_FORTUNES=-/usr/share/games/fortunes.",
+            "Serves the fortune-mod collections: FORTUNE_FORTUNES=-/usr/share/games/fortunes \
+             (the same for fortune@.service and fortune-qotd.service).",
         ),
         (
             "/etc/systemd/system/fortune.service.d/override.conf",
             "The admin's drop-in (systemctl edit fortune.service), e.g. Environment=FORTUNE_FORTUNES=...; \
-             fortune@.service and fortune.socket take their own.",
+             fortune@.service, fortune-qotd.service and the sockets take their own.",
         ),
         (
             "/usr/share/games/fortunes",

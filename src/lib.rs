@@ -48,7 +48,8 @@ pub mod exit {
     pub const FORTUNES: u8 = 1;
     /// Command line or `FORTUNE_*` variable not understood (clap's own status).
     pub const USAGE: u8 = 2;
-    /// The inherited descriptors or `LISTEN_*` variables are not usable.
+    /// The inherited descriptors or `LISTEN_*` variables are not usable, or
+    /// systemd passed none (and `--listen` was not given).
     pub const ACTIVATION: u8 = 3;
     /// A `--listen` address could not be bound.
     pub const LISTEN: u8 = 4;
@@ -78,7 +79,8 @@ pub mod exit {
             ACTIVATION,
             "The inherited descriptors are unusable: LISTEN_FDS or LISTEN_FDNAMES malformed, a \
              descriptor not open, not a socket, of an unsupported type, or a connected socket \
-             passed among others.",
+             passed among others; or systemd started it with none (its socket stopped, or \
+             Accept=yes) and no --listen was given.",
         ),
         (LISTEN, "A --listen address cannot be bound."),
         (

@@ -146,7 +146,7 @@ pub fn run(
                     serving = serving_text(&live.store(), &described);
                     status.reload_failed = outcome.as_ref().err().cloned();
                     notify::ready(&status.line(&serving, &stats));
-                    answer_reloader(info.ssi_pid, outcome.is_ok());
+                    answer_reloader(info.ssi_pid, info.ssi_uid, outcome.is_ok());
                 }
                 Ok(Some(info)) => {
                     let name = Signal::try_from(info.ssi_signo as i32).map_or("signal", |s| s.as_str());
@@ -272,22 +272,28 @@ impl Status {
 /// Tells the unit's `ExecReload=` command how the reload went, so that
 /// `systemctl reload` fails when it did (systemd 252 has no
 /// `Type=notify-reload`): SIGUSR1 done, SIGUSR2 failed, to the process that
-/// sent the SIGHUP, but only if it runs in this service's own cgroup (the
-/// command systemd runs for `ExecReload=`). Anyone else who sends SIGHUP
-/// (`kill -HUP`, `systemctl kill`) gets no signal back.
-fn answer_reloader(sender: u32, ok: bool) {
-    let cgroup = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
-    let ours = cgroup("self");
-    let sender_pid = sender as i32;
-    if sender_pid <= 1
-        || sender == std::process::id()
-        || ours.is_none()
-        || cgroup(&sender.to_string()) != ours
-    {
+/// sent the SIGHUP, but only if it is one of this service's own: the same
+/// user, and that user is not root (`DynamicUser=`: no one else has it), or
+/// else the same cgroup (the command systemd runs for `ExecReload=`; under
+/// `PrivateUsers=` its /proc entry is hidden from us, hence the user first).
+/// Anyone else who sends SIGHUP (an admin's `kill -HUP`, `systemctl kill`)
+/// gets no signal back.
+fn answer_reloader(sender: u32, sender_uid: u32, ok: bool) {
+    use std::os::unix::fs::MetadataExt;
+    // Our user: the owner of our /proc entry (nix's getuid needs a feature more).
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    let ours = |sender: u32| {
+        let cgroup = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
+        let own = cgroup("self");
+        own.is_some() && cgroup(&sender.to_string()) == own
+    };
+    if sender <= 1 || sender == std::process::id() || sender_uid != uid || (uid == 0 && !ours(sender)) {
         return;
     }
     let answer = if ok { Signal::SIGUSR1 } else { Signal::SIGUSR2 };
-    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sender_pid), answer) {
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sender as i32), answer) {
         log::debug!("cannot tell process {sender} how the reload went: {e}");
     }
 }

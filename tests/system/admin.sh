@@ -156,9 +156,12 @@ has_line "$c" "reloaded 3 fortunes (/srv/fortunes/ours)" MESSAGE_ID="$(id_of REL
 echo "reloaded in process $pid, found by MESSAGE_ID=$(id_of RELOADED)"
 
 c=$(cursor)
+[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service should run before the natural Accept=yes switch"
 run_recipe accept-yes
 [ "$(show fortune.socket Accept)" = yes ] || fail "fortune.socket has no Accept=yes"
-[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service runs beside Accept=yes"
+[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service is $(show fortune.service ActiveState) beside Accept=yes"
+failed=$(cexec systemctl list-units --failed --plain --no-legend 'fortune*')
+[ -z "$failed" ] || fail "failed units after the Accept=yes switch: $failed"
 has_line "$c" "stopping" MESSAGE_ID="$(id_of STOPPING)"
 echo "the stop logged with MESSAGE_ID=$(id_of STOPPING)"
 cexec test -s /var/cache/private/fortune-server/lists-v1 || fail "no list cache from the fortune@ instance"
@@ -188,8 +191,10 @@ run_recipe accept-no
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service does not serve after accept-no"
 fortune | ours || fail "fortune.service does not serve /srv/fortunes/ours after accept-no"
 
+pid=$(show fortune.service MainPID)
 run_recipe qotd-on
-[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service not running after qotd-on"
+[ "$(show fortune.service MainPID)" = "$pid" ] || fail "qotd-on disturbed fortune.service (MainPID $pid, then $(show fortune.service MainPID))"
+[ "$(show fortune-qotd.service ActiveState)" = active ] || fail "fortune-qotd.service not running after qotd-on"
 innet /usr/bin/python3 - <<'EOF' || fail "no RFC 865 answer on TCP and UDP port 17"
 import socket
 with socket.create_connection(("127.0.0.1", 17), timeout=10) as s:
@@ -300,6 +305,7 @@ cexec systemctl restart fortune.service
 
 run_recipe qotd-off
 refused 17 || fail "port 17 still open after qotd-off"
+[ "$(show fortune-qotd.service ActiveState)" = inactive ] || fail "fortune-qotd.service still runs after qotd-off"
 fortune | ours || fail "7017 stopped serving after qotd-off"
 
 run_recipe remove
