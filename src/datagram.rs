@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::fold::{self, Fold};
 use crate::fortunes::Live;
-use crate::notify::Stats;
-use crate::ratelimit::{self, Fold, ReplyLimiter};
+use crate::ratelimit::ReplyLimiter;
+use crate::stats::Stats;
 use crate::wire::{Protocol, QOTD_MAX_DATAGRAM};
 
 /// How often a waiting datagram thread looks at the stop flag.
@@ -74,7 +75,7 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
         };
         if !may_answer(peer, own) {
             stats.udp_ignored.fetch_add(1, Ordering::Relaxed);
-            ratelimit::note(
+            fold::note(
                 Fold::DatagramIgnored,
                 format_args!(
                     "{peer}: not answered: its port is below 1024 or ours (an \"answer anything\" service, or ourselves)"
@@ -82,11 +83,12 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
             );
             continue;
         }
-        if let Some(limiter) = &mut limiter
-            && !limiter.allow(peer.ip(), Instant::now())
+        if limiter
+            .as_mut()
+            .is_some_and(|limiter| !limiter.allow(peer.ip(), Instant::now()))
         {
             stats.udp_limited.fetch_add(1, Ordering::Relaxed);
-            ratelimit::note(
+            fold::note(
                 Fold::DatagramLimited,
                 format_args!("{peer}: not answered: its network is over --udp-rate"),
             );
@@ -94,7 +96,7 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
         }
         let Some(frame) = live.frame(Protocol::Text, Some(QOTD_MAX_DATAGRAM)) else {
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            ratelimit::note(
+            fold::note(
                 Fold::NoFortuneFits,
                 format_args!("{peer}: no fortune fits one {QOTD_MAX_DATAGRAM}-byte datagram"),
             );
@@ -103,7 +105,7 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
         match socket.send_to(&frame, peer) {
             Ok(_) => stats.served.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
-                ratelimit::note(Fold::ReplyFailed, format_args!("{peer}: UDP reply failed: {e}"));
+                fold::note(Fold::ReplyFailed, format_args!("{peer}: UDP reply failed: {e}"));
                 stats.failed.fetch_add(1, Ordering::Relaxed)
             }
         };

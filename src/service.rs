@@ -9,19 +9,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
+use crate::error::Error;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
-use crate::notify::{self, Stats};
+use crate::notify;
 use crate::server::{self, Server};
 use crate::sockets::Listener;
 use crate::sources::Sources;
+use crate::stats::Stats;
 use crate::wire::Protocol;
-use crate::{Error, datagram, ratelimit};
+use crate::{datagram, fold};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -116,7 +117,7 @@ pub fn run(
         let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
         std::thread::Builder::new()
             .name("qotd-udp".into())
-            .stack_size(crate::THREAD_STACK)
+            .stack_size(crate::limits::THREAD_STACK)
             .spawn(move || datagram::serve(socket, live, stats, stop, limits))
             .map_err(|e| Error::runtime("starting the datagram thread", e))?;
     }
@@ -170,7 +171,7 @@ pub fn run(
         if watchdog.is_some() {
             notify::watchdog();
         }
-        ratelimit::flush();
+        fold::flush();
         // At every tick (and signal): the counters as they are now.
         let line = status.line(&serving, &stats);
         if line != status.sent {
@@ -185,7 +186,7 @@ pub fn run(
         log::warn!("stop timeout reached with connections still being written; closing them");
     }
     stop_datagrams.store(true, Ordering::Relaxed);
-    ratelimit::flush_all();
+    fold::flush_all();
     log::info!("stopped; {}", stats.summary());
     Ok(())
 }
@@ -305,19 +306,6 @@ fn serving_text(store: &Store, described: &[String]) -> String {
         store.origin(),
         described.join(", ")
     )
-}
-
-/// Lingering clients each hold a descriptor (so do `fortune-client bench
-/// --idle` ones), and so do the fortune files (`fortunes::load`): raised
-/// before the collection is loaded. systemd's default soft limit (1024) is
-/// far below its hard limit, and we never use select(2).
-pub fn raise_fd_limit() {
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        log::debug!("cannot raise the descriptor limit to {hard}: {e}");
-    }
 }
 
 #[cfg(test)]

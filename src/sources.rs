@@ -1,8 +1,8 @@
 //! Per-source fairness: what a "source" is (its network prefix, the unit a
 //! client controls cheaply) and how many descriptors one may hold at once.
 //!
-//! A source is a /24 for IPv4 and a /56 for IPv6 (what a home connection or a
-//! small cloud tenant gets), an IPv4-mapped IPv6 address counting as IPv4.
+//! A source is a [`Prefix`] (what a home connection or a small cloud tenant
+//! gets).
 //! Every accepted TCP connection takes a [`SourceSlot`] that lives exactly as
 //! long as its descriptor: while it is served and while it waits in
 //! [`crate::linger`] for the peer to close. Over the cap the connection is
@@ -16,16 +16,16 @@
 //! collision only makes the cap stricter, never looser.
 
 use std::collections::hash_map::RandomState;
-use std::fmt;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit};
 
-use crate::notify::Stats;
-use crate::ratelimit::{self, Fold};
+use crate::fold::{self, Fold};
+use crate::prefix::Prefix;
+use crate::stats::Stats;
 
 /// Counters in the table (256 KiB, allocated at start when there is a cap):
 /// two sources share one with a chance of 1 in 65,536.
@@ -33,36 +33,6 @@ const COUNTERS: usize = 1 << 16;
 
 /// Share of the descriptor limit one source may hold by default.
 pub const DEFAULT_SHARE: u64 = 8;
-
-/// A client's network: the /24 of an IPv4 address, the /56 of an IPv6 one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Prefix {
-    V4(u32),
-    V6(u64),
-}
-
-impl Prefix {
-    pub fn of(ip: IpAddr) -> Prefix {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match ip {
-            IpAddr::V4(v4) => Prefix::V4(u32::from(v4) & 0xffff_ff00),
-            // The top 56 bits, kept in the top of a u64.
-            IpAddr::V6(v6) => Prefix::V6(((u128::from(v6) >> 64) as u64) & !0xff),
-        }
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Prefix::V4(bits) => write!(f, "{}/24", Ipv4Addr::from(bits)),
-            Prefix::V6(bits) => write!(f, "{}/56", Ipv6Addr::from(u128::from(bits) << 64)),
-        }
-    }
-}
 
 /// The connections each source holds, and the cap.
 pub struct Sources {
@@ -117,7 +87,7 @@ impl Sources {
         if counter.fetch_add(1, Ordering::AcqRel) >= cap {
             counter.fetch_sub(1, Ordering::AcqRel);
             self.stats.over_source_cap.fetch_add(1, Ordering::Relaxed);
-            ratelimit::note(
+            fold::note(
                 Fold::OverSourceCap,
                 format_args!("{peer}: {prefix} already holds {cap} connections (--max-per-source); closing"),
             );
@@ -151,25 +121,6 @@ mod tests {
     /// Connections `prefix` holds now.
     fn held(sources: &Sources, prefix: Prefix) -> u32 {
         sources.counter(prefix).load(Ordering::Relaxed)
-    }
-
-    fn prefix(s: &str) -> String {
-        Prefix::of(s.parse().unwrap()).to_string()
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(prefix("192.0.2.77"), "192.0.2.0/24");
-        assert_eq!(prefix("::ffff:192.0.2.77"), "192.0.2.0/24");
-        assert_eq!(prefix("2001:db8:aa:bbcc:1::1"), "2001:db8:aa:bb00::/56");
-        assert_eq!(
-            Prefix::of("127.0.0.1".parse().unwrap()),
-            Prefix::of("127.0.0.200".parse().unwrap())
-        );
-        assert_ne!(
-            Prefix::of("127.0.0.1".parse().unwrap()),
-            Prefix::of("127.0.1.1".parse().unwrap())
-        );
     }
 
     #[test]
