@@ -70,7 +70,7 @@ pub struct Error {
     at: &'static Location<'static>,
     /// The inherited sockets, to refuse their clients for a while once the
     /// error is logged ([`Error::refuse_pending`]).
-    pending: Option<Activation>,
+    pending: Option<Box<Activation>>,
 }
 
 #[derive(Debug)]
@@ -95,7 +95,7 @@ impl Error {
 
     /// Keeps the sockets, for [`Error::refuse_pending`].
     pub(crate) fn refusing(mut self, activation: Activation) -> Error {
-        self.pending = Some(activation);
+        self.pending = Some(Box::new(activation));
         self
     }
 

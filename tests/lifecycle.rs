@@ -36,16 +36,18 @@ fn status_keeps_its_counters_across_a_reload_and_shows_a_failed_one_until_a_good
         m.contains("STATUS=") && m.contains("; 3 served,")
     });
 
-    server.signal("HUP");
-    let ready = notify.wait_for("READY=1 after the reload", |m| m.contains("READY=1"));
+    let reload = |what: &str| {
+        server.signal("HUP");
+        notify.wait_for(what, |m| m.contains("READY=1"))
+    };
+    let ready = reload("READY=1 after the reload");
     assert!(
         ready.contains("; 3 served,"),
         "the counters vanished after the reload: {ready}"
     );
 
     std::fs::write(&file, b"").expect("empty the file");
-    server.signal("HUP");
-    let ready = notify.wait_for("READY=1 after the failed reload", |m| m.contains("READY=1"));
+    let ready = reload("READY=1 after the failed reload");
     assert!(
         ready.contains("RELOAD FAILED") && ready.contains(file.to_str().expect("UTF-8")),
         "{ready}"
@@ -58,8 +60,7 @@ fn status_keeps_its_counters_across_a_reload_and_shows_a_failed_one_until_a_good
     );
 
     std::fs::write(&file, b"one\n%\ntwo\n%\nthree\n").expect("mend the file");
-    server.signal("HUP");
-    let ready = notify.wait_for("READY=1 after the good reload", |m| m.contains("READY=1"));
+    let ready = reload("READY=1 after the good reload");
     assert!(
         !ready.contains("RELOAD FAILED") && ready.contains("Serving 3 fortunes"),
         "{ready}"

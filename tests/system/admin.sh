@@ -49,10 +49,7 @@ root=$(CONTAINER_EXTRA_PACKAGES=rpm,fortunes-min container_rootfs)
 CONTAINER_PRIVATE_NETWORK=1 container_boot "$root"
 on_exit() {
     local status=$?
-    if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
-        echo "--- the container's journal (last 60 lines)"
-        cexec journalctl --no-pager -n 60 || true
-    fi
+    container_journal_if "$status"
     rm -rf "$work"
     _container_exit
     return "$status"

@@ -11,7 +11,8 @@
 #   restart fortune.socket, service running, then not); .rpm: rpm -U to the
 #   higher release (Debian's rpm); systemctl kill -s KILL, whose loss is
 #   reported (at most the connections the killed process held, one per client).
-# Every event but the kill must lose 0, and leave no failed unit. Also: a
+# Every event but the kill and the Accept=yes switch (a socket restart, which
+# closes the socket: its loss is reported) must lose 0, and leave no failed unit. Also: a
 # failed reload makes `systemctl reload` fail and shows in the status line
 # until a good one; under Accept=yes starting fortune.service is skipped, not
 # failed; a unit started with no socket names the cause and the fix (not
@@ -40,10 +41,7 @@ loads=()
 on_exit() {
     local status=$? pid
     for pid in "${loads[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
-        echo "--- the container's journal (last 60 lines)"
-        cexec journalctl --no-pager -n 60 || true
-    fi
+    container_journal_if "$status"
     rm -rf "$work"
     _container_exit
     return "$status"
@@ -83,7 +81,7 @@ stop_load() { # NAME: stops it (not in a subshell: it waits for its child); $wor
 results=()
 # Runs CMD inside while the clients loop: at least 20 answers before, 50
 # after; then the clients stop and their counts are the event's.
-event() { # NAME MAX_LOST CMD...
+event() { # NAME MAX_LOST CMD... (MAX_LOST "any": only reported)
     local name=$1 max=$2 before line lost
     shift 2
     step "$name, under load"
@@ -99,7 +97,7 @@ event() { # NAME MAX_LOST CMD...
     echo "port 7017: $line"
     lost=$(sed -n '1s/^made [0-9]* lost \([0-9]*\) .*/\1/p' <<<"$line")
     results+=("$(printf '%-36s port 7017 %s' "$name" "$(head -n 1 <<<"$line")")")
-    [ "$lost" -le "$max" ] || fail "$name lost $lost connections on port 7017 (at most $max)"
+    [ "$max" = any ] || [ "$lost" -le "$max" ] || fail "$name lost $lost connections on port 7017 (at most $max)"
     if [ "$qotd" = yes ]; then
         stop_load qotd
         line=$(cat "$work/qotd.out")
@@ -167,7 +165,11 @@ printf "[Socket]\nAccept=yes\n" >/etc/systemd/system/fortune.socket.d/zz-accept.
 systemctl daemon-reload && systemctl restart fortune.socket'
 accept_no='rm /etc/systemd/system/fortune.socket.d/zz-accept.conf && systemctl daemon-reload && systemctl restart fortune.socket'
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service should run before the switch"
-event "Accept=yes on (service running)" 0 sh -c "$accept_yes"
+# Restarting a socket closes it (systemd has no other way to change Accept=):
+# the connections waiting in it and those arriving during the switch are
+# lost, and reported here; what must hold is that no unit fails and the port
+# serves right after.
+event "Accept=yes on (service running)" any sh -c "$accept_yes"
 [ "$(show fortune.socket Accept)" = yes ] || fail "no Accept=yes"
 [ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service is $(show fortune.service ActiveState) under Accept=yes"
 
@@ -184,7 +186,7 @@ echo "journal: $err"
 [[ $err == *"without a socket to serve"*"systemctl start fortune-probe.socket"* ]] || fail "the error does not name the cause"
 [[ $err != *"--listen"* ]] || fail "the error suggests --listen"
 
-event "Accept=yes off (service not running)" 0 sh -c "$accept_no"
+event "Accept=yes off (service not running)" any sh -c "$accept_no"
 [ "$(show fortune.socket Accept)" = no ] || fail "Accept=yes still on"
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service does not serve after Accept=no"
 
