@@ -11,9 +11,9 @@
 #   restart fortune.socket, service running, then not); .rpm: rpm -U to the
 #   higher release (Debian's rpm); systemctl kill -s KILL, whose loss is
 #   reported (at most the connections the killed process held, one per client).
-# Every event but the kill and the Accept=yes switch (a socket restart, which
-# closes the socket: its loss is reported) must lose 0, and leave no failed unit. Also: a
-# failed reload makes `systemctl reload` fail and shows in the status line
+# Every event must leave no failed unit, and every one but the kill and the
+# Accept=yes switch (a socket restart, which closes the socket: its loss is
+# only reported) must lose 0. Also: a failed reload makes `systemctl reload` fail and shows in the status line
 # until a good one; under Accept=yes starting fortune.service is skipped, not
 # failed; a unit started with no socket names the cause and the fix (not
 # --listen). With CI=true a missing tool fails the test.
