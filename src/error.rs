@@ -38,10 +38,12 @@ pub mod exit {
         ),
         (
             FORTUNES,
-            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
-             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry), \
-             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
-             offensive without --offensive. Nothing was served.",
+            "A fortune file named on its own is unreadable, is not a regular file (a FIFO, a device, \
+             a socket; or its index is one), is the kernel's (/proc, /sys, /dev), holds no fortunes \
+             (or only ones longer than --max-entry), is larger than 4 MiB without an index, is not \
+             UTF-8 (a file without index), or is offensive without --offensive; or a directory is \
+             unreadable or holds no servable fortune file (broken members are only left out while \
+             one is servable). Nothing was served.",
         ),
         (
             USAGE,
@@ -57,7 +59,9 @@ pub mod exit {
         (LISTEN, "A --listen address cannot be bound."),
         (
             RUNTIME,
-            "The system refused a resource (threads, epoll, signal handling).",
+            "The system refused a resource (threads, epoll, signal handling), or a serving \
+             thread (a worker, a UDP thread) died and could not be replaced: systemd restarts \
+             the service (Restart=on-failure).",
         ),
     ];
 }
@@ -69,7 +73,7 @@ pub struct Error {
     pub cause: Cause,
     at: &'static Location<'static>,
     /// The inherited sockets, to refuse their clients for a while once the
-    /// error is logged ([`Error::refuse_pending`]).
+    /// error is logged ([`Error::pending`]).
     pending: Option<Box<Activation>>,
 }
 
@@ -93,18 +97,16 @@ impl Error {
         }
     }
 
-    /// Keeps the sockets, for [`Error::refuse_pending`].
+    /// Keeps the sockets, for [`Error::pending`].
     pub(crate) fn refusing(mut self, activation: Activation) -> Error {
         self.pending = Some(Box::new(activation));
         self
     }
 
-    /// After the error is logged (so that `systemctl status` shows the
-    /// cause at once): [`Activation::refuse_pending`] on the sockets kept.
-    pub fn refuse_pending(&self) {
-        if let Some(activation) = &self.pending {
-            activation.refuse_pending();
-        }
+    /// The sockets to refuse clients on once the error is logged (so that
+    /// `systemctl status` shows the cause at once), if any.
+    pub fn pending(&self) -> Option<&Activation> {
+        self.pending.as_deref()
     }
 
     #[track_caller]

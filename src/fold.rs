@@ -1,6 +1,7 @@
-//! Folding of client-caused log lines: the first of an interval is logged in
-//! full, the rest as one count when the interval ends, so a reset storm or a
-//! UDP flood cannot flood the journal.
+//! Folding of repeated log lines (client-caused ones, and a service manager
+//! that does not read): the first of an interval is logged in full, the
+//! rest as one count when the interval ends, so a reset storm, a UDP flood
+//! or a stalled notify socket cannot flood the journal.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -28,9 +29,11 @@ pub enum Fold {
     DatagramLimited,
     /// A UDP reply could not be sent.
     ReplyFailed,
+    /// A message to the service manager (`NOTIFY_SOCKET`) was dropped.
+    NotifyFailed,
 }
 
-const FOLDS: [Fold; 7] = [
+const FOLDS: [Fold; 8] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -38,12 +41,13 @@ const FOLDS: [Fold; 7] = [
     Fold::DatagramIgnored,
     Fold::DatagramLimited,
     Fold::ReplyFailed,
+    Fold::NotifyFailed,
 ];
 
 impl Fold {
     fn level(self) -> log::Level {
         match self {
-            Fold::NoFortuneFits => log::Level::Warn,
+            Fold::NoFortuneFits | Fold::NotifyFailed => log::Level::Warn,
             Fold::AcceptFailed => log::Level::Debug,
             _ => log::Level::Info,
         }
@@ -59,6 +63,7 @@ impl Fold {
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
+            Fold::NotifyFailed => "messages to the service manager dropped",
         }
     }
 
@@ -72,6 +77,7 @@ impl Fold {
             Fold::DatagramIgnored => 4,
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
+            Fold::NotifyFailed => 7,
         }
     }
 

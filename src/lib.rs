@@ -22,6 +22,7 @@ pub mod datagram;
 pub mod error;
 pub mod fold;
 pub mod fortunes;
+pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
@@ -30,21 +31,24 @@ pub mod prefix;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod sockets;
 pub mod sources;
 pub mod stats;
 pub mod wire;
 
-use activation::Activation;
+use activation::{Activation, Inherited};
 use fortunes::{Live, Opening, Selection, Store};
 
 pub use error::{Cause, Error, exit};
 
-/// Everything `main` does after parsing the command line (and starting
-/// logging, [`logging::init`]).
-pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
-    // Adopt (and unset LISTEN_*) before any thread starts.
-    let activation = activation::activate(cli.inetd, &cli.listen, cli.given.listen)?;
+/// Everything `main` does after taking the inherited descriptors, parsing
+/// the command line and starting logging ([`logging::init`]).
+pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
+    let activation = match activation::activate(inherited, &cli.listen, cli.given.listen) {
+        Ok(activation) => activation,
+        Err(failed) => return Err(error::Error::from(failed.error).refusing(failed.hold)),
+    };
     for line in cli::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
         log::warn!("{line}");
     }
@@ -67,6 +71,8 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
     };
     match activation {
         Activation::Connected(stream) => {
+            // No signalfd in this mode: SIGTERM acts as usual.
+            signals::unblock_stop();
             let live = Live::new(store, cli.daily);
             match live.frame(cli.protocol, None) {
                 Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
@@ -97,4 +103,11 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
             service::run(config, store, listeners, datagrams)
         }
     }
+}
+
+/// Before exiting with a status that needs the admin: the refusal hold
+/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+pub fn refuse_pending(activation: &Activation) {
+    signals::unblock_stop();
+    activation.refuse_pending();
 }

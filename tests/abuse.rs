@@ -379,7 +379,7 @@ fn flood() {
                 &chars.to_string(),
                 "--fortunes",
             ])
-            .arg(&fortunes)
+            .arg(fortunes.path())
             .args(["--listen", &second.to_string()])
             .env("NOTIFY_SOCKET", &notify.path),
     );
@@ -622,7 +622,7 @@ fn stop_drains_the_backlog_past_clients_that_left() {
             .args(["--max-connections", "1", "--timeout", "10", "--max-entry"])
             .arg(chars.to_string())
             .arg("--fortunes")
-            .arg(&fortunes),
+            .arg(fortunes.path()),
     );
     // The one worker waits for a client that does not read yet.
     let mut hog = TcpStream::connect(addr).expect("connect");
@@ -673,7 +673,7 @@ fn sighup_under_load() {
     let (server, addr) = start(
         Cmd::server()
             .args(["--timeout", "2", "--fortunes"])
-            .arg(&fortunes),
+            .arg(fortunes.path()),
     );
     let pid = Pid::from_raw(server.pid() as i32);
     let done = AtomicBool::new(false);
@@ -828,7 +828,7 @@ fn inetd_client_resets_or_vanishes() {
             "2097152",
             "--fortunes",
         ])
-        .arg(&fortunes)
+        .arg(fortunes.path())
         .stdin(OwnedFd::from(server_end))
         .run(Duration::from_secs(10));
     let took = started.elapsed();

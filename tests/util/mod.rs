@@ -66,6 +66,37 @@ pub fn file_with(contents: &[u8]) -> Scratch {
     Scratch::file(contents)
 }
 
+/// The server started from Python the way an activator starts it: `setup`
+/// (Python; `os`, `socket`, `sys`, `time`, `fcntl` and `signal` imported)
+/// leaves the descriptors at 3 and up, a dict `env` of variables to set
+/// (`LISTEN_FDS` among them) and may append server arguments to `sys.argv`;
+/// then the server is exec'd with `LISTEN_PID` set to its (Python's) PID
+/// (descriptors `LISTEN_FDS` claims may be closed, for tests of that).
+/// None if `/usr/bin/python3` is missing (see [`require`]).
+pub fn activator(setup: &str) -> Option<Cmd> {
+    if !require("/usr/bin/python3") {
+        return None;
+    }
+    let script = format!(
+        "import os, socket, sys, time, fcntl, signal\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
+         for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))):\n\
+         \x20   if os.path.exists(f'/proc/self/fd/{{fd}}'): os.set_inheritable(fd, True)\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
+    );
+    Some(Cmd::new("/usr/bin/python3").args(["-c", &script, SERVER]))
+}
+
+/// The server with `args` on a free loopback port (`--listen`), serving.
+pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
+}
+
 /// A command whose output is kept for the failure report.
 pub struct Cmd {
     cmd: Command,
@@ -146,7 +177,16 @@ impl Cmd {
     /// [`Cmd::with_fd_limit`] with a soft limit below the hard one, as
     /// systemd sets them (1024 and 524288 by default).
     pub fn with_fd_limits(self, soft: u32, hard: u32) -> Cmd {
-        let ulimit = format!("ulimit -Sn {soft} && ulimit -Hn {hard}");
+        self.under_ulimit(format!("ulimit -Sn {soft} && ulimit -Hn {hard}"))
+    }
+
+    /// Runs under a limit of `mib` MiB of address space (`ulimit -v`): its
+    /// resident set can be no larger.
+    pub fn with_memory_limit(self, mib: u32) -> Cmd {
+        self.under_ulimit(format!("ulimit -v {}", mib * 1024))
+    }
+
+    fn under_ulimit(self, ulimit: String) -> Cmd {
         let shown = format!("{ulimit}; exec {}", self.shown);
         let mut limited = Cmd::new("sh")
             .arg("-c")
@@ -310,10 +350,19 @@ impl Running {
 
     /// Resident memory in KiB (VmRSS in /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The largest resident set size it had so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -548,6 +597,25 @@ impl Default for NotifySocket {
 /// A misbehaving server for client tests: on 127.0.0.1, answers each of the
 /// first `connections` clients with `reply` (then closes, or holds the
 /// connection open for `hold` first). Its thread ends after that many.
+/// A server for one connection that sends `header`, then zeros until
+/// `total` bytes are sent or the client goes away.
+pub fn streaming_server(header: &[u8], total: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let header = header.to_vec();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let zeros = vec![0u8; 1 << 16];
+            let mut sent = header.len();
+            let _ = s.write_all(&header);
+            while sent < total && s.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+        }
+    });
+    addr
+}
+
 pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
@@ -593,7 +661,7 @@ pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expecte
     let done = qt_script("qt_fortune_client.py", addr)
         .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
-        .arg(&expect)
+        .arg(expect.path())
         .run(Duration::from_secs(120));
     done.assert_code(0);
     done.stdout
