@@ -23,7 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7017";
 #[derive(Debug, Parser)]
 #[command(name = "fortune-server", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
-    /// Address to listen on when systemd passes no socket (repeatable).
+    /// Address to listen on when systemd passes no socket (repeatable). Under systemd
+    /// (INVOCATION_ID set), only if given: a unit started without its socket is an error.
     #[arg(
         long,
         value_name = "ADDR",

@@ -1,4 +1,4 @@
-complete -c fortune-server -l listen -d 'Address to listen on when systemd passes no socket (repeatable)' -r
+complete -c fortune-server -l listen -d 'Address to listen on when systemd passes no socket (repeatable). Under systemd (INVOCATION_ID set), only if given: a unit started without its socket is an error' -r
 complete -c fortune-server -l protocol -d 'Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol: a socket named qt, qt4 or text is served so whatever this says (with a warning)' -r -f -a "qt\t'`QDataStream << QString`: u32 big-endian byte count, then UTF-16BE'
 qt4\t'Qt 4 era: u16 big-endian size of what follows, then the `qt` bytes'
 text\t'RFC 865: UTF-8 text, lines ending in CRLF'"
