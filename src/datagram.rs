@@ -3,8 +3,9 @@
 //! never to a port below 1024 or to our own port (where "answer anything"
 //! services live, ourselves included: answering one starts a loop), and at
 //! most `--udp-rate` replies a second per source prefix (a reflection
-//! amplifier otherwise, the source address being anyone's to forge). Also
-//! the threads serving each socket, started again when one dies.
+//! amplifier otherwise, the source address being anyone's to forge), within
+//! a budget for all sources together ([`crate::ratelimit`]). Also the
+//! threads serving each socket, started again when one dies.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::fold::{self, Fold};
 use crate::fortunes::Live;
 use crate::health::{Heartbeat, STALL};
-use crate::ratelimit::ReplyLimiter;
+use crate::ratelimit::{ReplyLimiter, Verdict};
 use crate::stats::Stats;
 use crate::wire::{Protocol, QOTD_MAX_DATAGRAM};
 
@@ -37,8 +38,10 @@ impl std::fmt::Display for Limits {
             0 => f.write_str("no rate limit (--udp-rate 0)"),
             rate => write!(
                 f,
-                "at most {rate} replies a second per source after a burst of {} (--udp-rate, --udp-burst)",
-                self.burst
+                "at most {rate} replies a second per source after a burst of {} (--udp-rate, --udp-burst), \
+                 {} a second for all sources together",
+                self.burst,
+                crate::ratelimit::budget(rate)
             ),
         }
     }
@@ -213,16 +216,30 @@ pub fn serve(socket: &UdpSocket, shared: &Shared, heartbeat: &Heartbeat) {
             );
             continue;
         }
-        if limiter
+        let verdict = limiter
             .as_mut()
-            .is_some_and(|limiter| !limiter.allow(peer.ip(), Instant::now()))
-        {
-            stats.udp_limited.fetch_add(1, Ordering::Relaxed);
-            fold::note(
-                Fold::DatagramLimited,
-                format_args!("{peer}: not answered: its network is over --udp-rate"),
-            );
-            continue;
+            .map_or(Verdict::Reply, |l| l.allow(peer.ip(), Instant::now()));
+        match verdict {
+            Verdict::Reply => {}
+            Verdict::OverRate => {
+                stats.udp_limited.fetch_add(1, Ordering::Relaxed);
+                fold::note(
+                    Fold::DatagramLimited,
+                    format_args!("{peer}: not answered: its network is over --udp-rate"),
+                );
+                continue;
+            }
+            Verdict::OverBudget => {
+                stats.udp_over_budget.fetch_add(1, Ordering::Relaxed);
+                fold::note(
+                    Fold::DatagramOverBudget,
+                    format_args!(
+                        "{peer}: not answered: all sources together are over the reply budget \
+                         (a flood from many networks?); networks seen asking a moment ago come first"
+                    ),
+                );
+                continue;
+            }
         }
         let Some(frame) = live.frame(Protocol::Text, Some(QOTD_MAX_DATAGRAM)) else {
             stats.failed.fetch_add(1, Ordering::Relaxed);

@@ -23,17 +23,21 @@ pub enum Fold {
     AcceptFailed,
     /// A connection was closed at once: its source holds `--max-per-source`.
     OverSourceCap,
+    /// A slow reader was closed: its source had its share of the writers.
+    OverWriterShare,
     /// A datagram from a port below 1024 or from our own port: not answered.
     DatagramIgnored,
     /// A datagram over its source's `--udp-rate`: not answered.
     DatagramLimited,
+    /// A datagram over the reply budget of all sources together: not answered.
+    DatagramOverBudget,
     /// A UDP reply could not be sent.
     ReplyFailed,
     /// A message to the service manager (`NOTIFY_SOCKET`) was dropped.
     NotifyFailed,
 }
 
-const FOLDS: [Fold; 8] = [
+const FOLDS: [Fold; 10] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -42,6 +46,8 @@ const FOLDS: [Fold; 8] = [
     Fold::DatagramLimited,
     Fold::ReplyFailed,
     Fold::NotifyFailed,
+    Fold::OverWriterShare,
+    Fold::DatagramOverBudget,
 ];
 
 impl Fold {
@@ -64,6 +70,8 @@ impl Fold {
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
             Fold::NotifyFailed => "messages to the service manager dropped",
+            Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
+            Fold::DatagramOverBudget => "datagrams not answered over the reply budget of all sources",
         }
     }
 
@@ -78,6 +86,8 @@ impl Fold {
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
             Fold::NotifyFailed => 7,
+            Fold::OverWriterShare => 8,
+            Fold::DatagramOverBudget => 9,
         }
     }
 

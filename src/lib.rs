@@ -38,7 +38,7 @@ pub mod stats;
 pub mod wire;
 
 use activation::{Activation, Inherited};
-use fortunes::{Live, Opening, Selection, Store};
+use fortunes::{Live, Opening, Store};
 
 pub use error::{Cause, Error, exit};
 
@@ -53,11 +53,7 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
         log::warn!("{line}");
     }
     let cache_dir = cli.cache_dir();
-    let selection = Selection {
-        paths: cli.fortunes,
-        offensive: cli.offensive,
-        max_entry: cli.max_entry as usize,
-    };
+    let selection = cli.selection();
     // One connection per process: open only the file picked (see Opening::Lazy).
     let opening = match activation {
         Activation::Connected(_) => Opening::Lazy,

@@ -7,7 +7,12 @@ fn main() -> ExitCode {
     let blocked = signals::block();
     // Parsing reads arguments and variables only; a usage error is logged below.
     let mut usage = None;
-    let parsed = cli::parse_server(exit::USAGE, |line| usage = Some(line.to_string()));
+    let parsed = cli::parse_server(exit::USAGE, |line| usage = Some(line.to_string())).and_then(|cli| {
+        cli.check().map_err(|line| {
+            usage = Some(line);
+            ExitCode::from(exit::USAGE)
+        })
+    });
     let inetd = parsed.as_ref().is_ok_and(|cli| cli.inetd);
     // SAFETY: no thread has started and nothing has opened a descriptor yet
     // (logging opens its socket next): the numbers LISTEN_FDS names are ours.

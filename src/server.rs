@@ -14,6 +14,8 @@
 //! grows when a worker must wait for a slow reader and every other worker
 //! is waiting for one too, up to `--max-connections`; idle extras retire.
 //! At the cap nobody accepts, so new clients wait in the kernel's backlog.
+//! One network's slow readers keep at most its share of the workers
+//! waiting ([`crate::sources::WRITER_SHARE`]); the next is reset, not waited for.
 //!
 //! Stopping serves every client whose handshake completed, including those
 //! still queued in the backlog, and waits (bounded by `--timeout`) for their
@@ -52,8 +54,8 @@ use crate::wire::Protocol;
 const SPARE_WORKERS: usize = 1;
 /// An idle worker beyond the spares retires after this long without a client.
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
-/// Pause after the process ran out of descriptors before accepting again.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after accept ran out of descriptors or kernel memory, before accepting again.
+const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 /// Clients a worker accepts in a row from one listener before it looks at
 /// its other events (peers closing, the other listeners).
 const ACCEPT_BATCH: usize = 64;
@@ -338,7 +340,7 @@ impl Server {
                     if !self.out_of_resources.swap(true, Ordering::Relaxed) {
                         log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
                     }
-                    std::thread::sleep(FD_BACKOFF);
+                    std::thread::sleep(RESOURCE_BACKOFF);
                     return Backlog::Paused;
                 }
                 AcceptError::Listener => {
@@ -390,16 +392,24 @@ impl Server {
 
     /// Sends the frame and shuts down our side. A frame almost always fits
     /// the socket buffer: one write. Only for the rest does this worker wait
-    /// (blocking, bounded by the timeout), and the pool may grow meanwhile.
-    fn send(self: &Arc<Self>, stream: &mut Stream, frame: &[u8]) -> io::Result<()> {
+    /// (blocking, bounded by the timeout), and the pool may grow meanwhile;
+    /// unless the client's network already keeps its share of the writers
+    /// waiting: then the connection is reset (its fortune cut short; the
+    /// reset frees what its socket buffer holds at once) and the worker
+    /// goes on with the next client.
+    fn send(self: &Arc<Self>, stream: &mut Stream, frame: &[u8], slot: &SourceSlot) -> io::Result<Delivery> {
         let sent = send_at_once(stream, frame)?;
         if sent == frame.len() {
-            return stream.shutdown_write();
+            return stream.shutdown_write().map(|()| Delivery::Whole);
         }
+        let Some(_writing) = slot.writer() else {
+            SockRef::from(&*stream).set_linger(Some(Duration::ZERO))?;
+            return Ok(Delivery::OverShare);
+        };
         let _blocked = self.block();
         stream.set_nonblocking(false)?;
         connection::send(stream, &frame[sent..], self.write_timeout())?;
-        stream.set_nonblocking(true)
+        stream.set_nonblocking(true).map(|()| Delivery::Whole)
     }
 
     fn serve<'a>(
@@ -426,11 +436,24 @@ impl Server {
                     stream.peer()
                 );
             }
-            Some(frame) => match self.send(&mut stream, &frame) {
-                Ok(()) => {
+            Some(frame) => match self.send(&mut stream, &frame, &slot) {
+                Ok(Delivery::Whole) => {
                     log::debug!(peer = stream.peer(); "{}: served", stream.peer());
                     stats.served.fetch_add(1, Ordering::Relaxed);
                     linger.park(stream, (active, slot));
+                }
+                Ok(Delivery::OverShare) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    let share = self.config.sources.writer_share().unwrap_or_default();
+                    fold::note(
+                        Fold::OverWriterShare,
+                        format_args!(
+                            "{}: a slow reader, and its network already has {share} others being written \
+                             (1/{} of --max-connections); closing",
+                            stream.peer(),
+                            crate::sources::WRITER_SHARE
+                        ),
+                    );
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -511,7 +534,7 @@ impl Worker {
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     log::error!("waiting for clients failed: {e}; retrying");
-                    std::thread::sleep(FD_BACKOFF);
+                    std::thread::sleep(RESOURCE_BACKOFF);
                     continue;
                 }
             };
@@ -540,7 +563,8 @@ impl Worker {
     }
 
     /// What this worker does next in its `phase` (which it may move on):
-    /// the time to wake up at the latest, or None when it is done.
+    /// the time to wake up at the latest, or None when it is done (never
+    /// None for "no deadline": that is a heartbeat away).
     fn next_wake<'a>(
         &mut self,
         server: &'a Arc<Server>,
@@ -577,16 +601,20 @@ impl Worker {
                     }
                     return self.next_wake(server, phase, epoll, linger, next_close, now);
                 }
-                server
+                let until = server
                     .last_accept
                     .get()
                     .copied()
                     .into_iter()
                     .chain(next_close)
-                    .min()
+                    .min();
+                until.or(Some(now + BEAT_EVERY))
             }
             Phase::Closing if linger.is_empty() => None,
-            Phase::Closing => server.stop_by.get().copied().into_iter().chain(next_close).min(),
+            Phase::Closing => {
+                let until = server.stop_by.get().copied().into_iter().chain(next_close).min();
+                until.or(Some(now + BEAT_EVERY))
+            }
         }
     }
 }
@@ -629,6 +657,14 @@ impl Drop for Blocked<'_> {
         self.0.pool.blocked.fetch_sub(1, Ordering::SeqCst);
         self.0.config.stats.at_cap.store(false, Ordering::Relaxed);
     }
+}
+
+/// How [`Server::send`] ended, short of an error.
+enum Delivery {
+    /// The whole frame was written, and our side shut down.
+    Whole,
+    /// A slow reader over its source's writer share: reset, not waited for.
+    OverShare,
 }
 
 /// What is left in a listener's backlog after [`Server::accept_some`].
@@ -739,7 +775,7 @@ mod tests {
         let server = Server::new(Config {
             listeners: vec![(Listener::Tcp(listener), Protocol::Text)],
             live: Arc::new(Live::new(crate::fortunes::Store::builtin(), false)),
-            sources: Sources::new(None, Arc::clone(&stats)),
+            sources: Sources::new(None, 4, Arc::clone(&stats)),
             stats,
             timeout: Duration::from_secs(10),
             max_connections: 4,

@@ -107,18 +107,24 @@ fn start_server(
             (socket, protocol)
         })
         .collect();
-    let per_source = Sources::cap(config.max_per_source);
-    match per_source {
-        Some(cap) => {
-            log::info!("each source (a /24, or a /56 for IPv6) may hold {cap} connections (--max-per-source)")
-        }
-        None => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
+    let sources = Sources::new(
+        Sources::cap(config.max_per_source),
+        config.max_connections,
+        Arc::clone(stats),
+    );
+    match (sources.connection_cap(), sources.writer_share()) {
+        (Some(cap), Some(share)) => log::info!(
+            "each source (a /24, or a /48 for IPv6) may hold {cap} connections (--max-per-source), \
+             {share} of them slow readers being written (1/{} of --max-connections)",
+            crate::sources::WRITER_SHARE
+        ),
+        _ => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
     }
     let server = Server::new(server::Config {
         listeners,
         live: Arc::clone(live),
         stats: Arc::clone(stats),
-        sources: Sources::new(per_source, Arc::clone(stats)),
+        sources,
         timeout: config.timeout,
         max_connections: config.max_connections,
         bound_here: config.bound_here,
@@ -338,7 +344,7 @@ fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
 fn reload(selection: &Selection, live: &Live) -> Result<(), String> {
     match Store::load(selection, Opening::Eager) {
         Ok(store) => {
-            log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.len(), store.origin());
+            log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.table().len(), store.origin());
             live.replace(store);
             Ok(())
         }
@@ -403,7 +409,7 @@ fn answer_reloader(sender: Sender, ok: bool) {
 fn serving_text(store: &Store, described: &[String]) -> String {
     format!(
         "Serving {} fortunes ({}) on {}",
-        store.len(),
+        store.table().len(),
         store.origin(),
         described.join(", ")
     )

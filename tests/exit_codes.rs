@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use fortune_server::exit;
-use util::{Cmd, Finished, SERVER, activator, file_with, free_port, loopback};
+use util::{Cmd, Finished, SERVER, Scratch, activator, file_with, free_port, loopback};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -183,10 +183,99 @@ fn usage_errors_are_one_line() {
         .assert_code(exit::OK.into());
 }
 
+#[test]
+fn bad_percentages_are_one_line_naming_the_value() {
+    let usage = |args: &[&str], env: Option<&str>, line: &str| {
+        let mut cmd = Cmd::server().args(["--listen", "127.0.0.1:0"]).args(args);
+        if let Some(value) = env {
+            cmd = cmd.env("FORTUNE_FORTUNES", value);
+        }
+        let done = cmd.run(LIMIT);
+        done.assert_code(exit::USAGE.into());
+        assert_eq!(
+            done.stderr,
+            format!("fortune-server: error: {line} (see --help)\n"),
+            "\n{}",
+            done.report()
+        );
+    };
+    let fortunes = |values: &[&str]| -> Vec<String> {
+        values
+            .iter()
+            .flat_map(|v| ["--fortunes".to_string(), v.to_string()])
+            .collect()
+    };
+    let args = fortunes(&["80% /srv/ours", "40% /usr/share/games/fortunes"]);
+    usage(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        "--fortunes: the percentages add up to 120% (80% /srv/ours, 40% /usr/share/games/fortunes), more than 100%",
+    );
+    usage(
+        &[],
+        Some("30% /a:20% -/b"),
+        "--fortunes: the percentages add up to 50% (30% /a, 20% -/b) and no path without a percentage takes the other 50%",
+    );
+    usage(
+        &[],
+        Some("100% /a:/b"),
+        "--fortunes: the percentages add up to 100% (100% /a), leaving nothing for /b",
+    );
+    usage(
+        &[],
+        Some("30.5% /a:/b"),
+        "invalid value '30.5% /a' for '--fortunes <[N%] PATH>': percentages must be whole numbers, as in '30% PATH'",
+    );
+    usage(
+        &["--fortunes", "30%", "--fortunes", "/a"],
+        None,
+        "invalid value '30%' for '--fortunes <[N%] PATH>': a percentage must be followed by its path in the same value, as in '30% PATH'",
+    );
+    usage(
+        &["--fortunes", "101% /a"],
+        None,
+        "invalid value '101% /a' for '--fortunes <[N%] PATH>': a percentage must be from 1 to 100",
+    );
+    // A percentage on a path that is missing: the error of any missing path (status 1)...
+    let missing = std::env::temp_dir().join("fortune-tests-no-such-file");
+    let builtin = file_with(b"one\ntwo\n");
+    let done = Cmd::server()
+        .args(["--listen", "127.0.0.1:0", "--fortunes"])
+        .arg(format!("30% {}", missing.display()))
+        .arg("--fortunes")
+        .arg(builtin.path())
+        .run(LIMIT);
+    done.assert_code(exit::FORTUNES.into())
+        .assert_stderr_has(&format!("cannot read fortune file {}", missing.display()));
+    // ...or with nothing of the length chosen.
+    let done = Cmd::server()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--short-max",
+            "2",
+            "--short",
+            "--fortunes",
+        ])
+        .arg(format!("30% {}", builtin.display()))
+        .arg("--fortunes=-/nonexistent")
+        .run(LIMIT);
+    done.assert_code(exit::FORTUNES.into());
+    assert_eq!(
+        done.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "fortune-server: error: {} holds no fortune of at most 2 bytes (--short, --short-max); choose another length or path",
+            builtin.display()
+        ),
+        "\n{}",
+        done.report()
+    );
+}
+
 /// What a client the test forks before exec'ing the server saw: Python that
 /// sets `r` (in a child, `os.fork() == 0`) and the path it is written to.
 fn client_saw(result: &std::path::Path, done: &Finished) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match std::fs::read_to_string(result) {
             Ok(r) if !r.is_empty() => {
@@ -201,10 +290,9 @@ fn client_saw(result: &std::path::Path, done: &Finished) -> String {
     }
 }
 
-fn result_file(name: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("fortune-tests-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// An empty file for the client's report (removed, with its directory, when dropped).
+fn result_file() -> Scratch {
+    Scratch::file(b"")
 }
 
 /// A client waiting on the passed socket when the server cannot start, and
@@ -215,7 +303,7 @@ fn result_file(name: &str) -> std::path::PathBuf {
 /// that clients that keep coming start it at most that often. The socket is
 /// fd 3, `LISTEN_FDS=1` unless `setup` (Python, see [`activator`]) says more.
 fn waiting_client_after(setup: &str, code: u8) {
-    let result = result_file(&format!("waiting-{code}"));
+    let result = result_file();
     let Some(done) = py(&format!(
         "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
          c = socket.create_connection(l.getsockname())\n\
@@ -267,7 +355,7 @@ fn a_waiting_client_is_closed_when_a_descriptor_is_unusable() {
 /// socket. A usage error must not write a byte there (it goes to the journal).
 #[test]
 fn a_usage_error_under_inetd_writes_nothing_to_the_client() {
-    let result = result_file("inetd-usage");
+    let result = result_file();
     let Some(done) = py(&format!(
         "a, b = socket.socketpair()\n\
          if os.fork() == 0:\n\
