@@ -32,13 +32,19 @@ fn status_keeps_its_counters_across_a_reload_and_shows_a_failed_one_until_a_good
     for _ in 0..3 {
         fetch(addr);
     }
-    notify.wait_for("with 3 served", |m| {
+    let (_, next) = notify.wait_for(0, "with 3 served", |m| {
         m.contains("STATUS=") && m.contains("; 3 served,")
     });
-
+    let next = std::cell::Cell::new(next);
+    // Each wait looks only at what came after the last one found.
+    let wait = |what: &str, wanted: &dyn Fn(&str) -> bool| {
+        let (message, after) = notify.wait_for(next.get(), what, wanted);
+        next.set(after);
+        message
+    };
     let reload = |what: &str| {
         server.signal("HUP");
-        notify.wait_for(what, |m| m.contains("READY=1"))
+        wait(what, &|m| m.contains("READY=1"))
     };
     let ready = reload("READY=1 after the reload");
     assert!(
@@ -53,7 +59,7 @@ fn status_keeps_its_counters_across_a_reload_and_shows_a_failed_one_until_a_good
         "{ready}"
     );
     fetch(addr);
-    let later = notify.wait_for("the next STATUS=", |m| m.contains("; 4 served,"));
+    let later = wait("the next STATUS=", &|m| m.contains("; 4 served,"));
     assert!(
         later.contains("RELOAD FAILED"),
         "the failed reload vanished: {later}"
