@@ -293,10 +293,12 @@ provoke() { # EVENT LINE TEXT ARGS...
 provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64\nEnvironment=FORTUNE_MAX_PER_SOURCE=0' \
     --idle 100 --clients 1 --duration 2 --connections 20
 # One fortune far larger than a socket buffer: a client that never reads
-# keeps a connection busy; with 2 allowed, a few such clients reach the cap.
+# keeps a connection busy; with 2 allowed, a few such clients reach the cap
+# (all from one source: no --max-per-source, whose writer share would hold
+# them to one of the two).
 cexec sh -c 'head -c 3000000 /dev/zero | tr "\0" x >/srv/fortunes/big && echo >>/srv/fortunes/big'
 provoke AT_CAP "connections (--max-connections) busy" \
-    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_ENTRY=4000000 FORTUNE_MAX_CONNECTIONS=2' \
+    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_ENTRY=4000000 FORTUNE_MAX_CONNECTIONS=2 FORTUNE_MAX_PER_SOURCE=0' \
     --idle 4 --clients 1 --duration 2 --connections 1
 cexec systemctl restart fortune.service
 
