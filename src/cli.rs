@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cidr::Cidr;
 use crate::wire::Protocol;
 
 /// Default address when systemd passes no socket.
@@ -89,6 +90,14 @@ pub struct Cli {
     /// without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
     pub max_per_source: Option<u32>,
+
+    /// Load balancers (ADDR/BITS, or an address; comma-separated): their TCP connections must
+    /// begin with a PROXY protocol header (v2, or v1 text), and are served as the client it
+    /// names: per-source caps, logs and PEER= see that client. A missing or malformed header
+    /// (or none within --timeout) closes the connection. Other peers are served as themselves,
+    /// whatever they send. Health checks (LOCAL) are served without a source. UDP is not proxied.
+    #[arg(long, value_name = "CIDR", env = "FORTUNE_PROXY_FROM", value_delimiter = ',')]
+    pub proxy_from: Vec<Cidr>,
 
     /// UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of
     /// --udp-burst; more datagrams go unanswered. 0: no limit.

@@ -58,10 +58,10 @@ pub fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// `Accept=yes` / inetd: serve the one connection, wait for the peer, done.
+/// `peer` names the client in log lines (the one a balancer's header names).
 /// A peer that resets or vanishes is logged, not an error: systemd must not
 /// count a client's behaviour as a failed unit.
-pub fn serve_once(mut stream: Stream, frame: &[u8], timeout: Duration) {
-    let peer = stream.peer();
+pub fn serve_once(mut stream: Stream, peer: &str, frame: &[u8], timeout: Duration) {
     let result = send(&mut stream, frame, timeout).and_then(|()| wait_for_close(&mut stream, timeout));
     match result {
         Ok(()) => log::debug!(peer = peer; "{peer}: served"),

@@ -28,9 +28,11 @@ pub enum Fold {
     DatagramLimited,
     /// A UDP reply could not be sent.
     ReplyFailed,
+    /// A connection from `--proxy-from` without a valid PROXY header in time.
+    ProxyHeader,
 }
 
-const FOLDS: [Fold; 7] = [
+const FOLDS: [Fold; 8] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -38,12 +40,14 @@ const FOLDS: [Fold; 7] = [
     Fold::DatagramIgnored,
     Fold::DatagramLimited,
     Fold::ReplyFailed,
+    Fold::ProxyHeader,
 ];
 
 impl Fold {
     fn level(self) -> log::Level {
         match self {
-            Fold::NoFortuneFits => log::Level::Warn,
+            // Both mean a configuration to fix (the collection, the balancer).
+            Fold::NoFortuneFits | Fold::ProxyHeader => log::Level::Warn,
             Fold::AcceptFailed => log::Level::Debug,
             _ => log::Level::Info,
         }
@@ -59,6 +63,7 @@ impl Fold {
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
+            Fold::ProxyHeader => "connections from --proxy-from closed without a valid PROXY header",
         }
     }
 
@@ -72,6 +77,7 @@ impl Fold {
             Fold::DatagramIgnored => 4,
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
+            Fold::ProxyHeader => 7,
         }
     }
 

@@ -34,10 +34,12 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::{SockFilter, SockRef};
 
+use crate::cidr::Trusted;
 use crate::connection;
 use crate::fold::{self, Fold};
 use crate::fortunes::Live;
 use crate::linger::{self, Linger};
+use crate::proxied::Waiting;
 use crate::sockets::{Listener, Stream};
 use crate::sources::{SourceSlot, Sources};
 use crate::stats::{Active, Stats};
@@ -58,8 +60,9 @@ const FD_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 /// Events one `epoll_wait` returns at most.
 const EVENTS: usize = 64;
-/// epoll key of the stop eventfd; listeners use their index, parked
-/// connections [`linger::FIRST_KEY`] and up.
+/// epoll key of the stop eventfd; listeners use their index, connections
+/// waiting for their PROXY header [`crate::proxied::FIRST_KEY`] and up,
+/// parked connections [`linger::FIRST_KEY`] and up.
 const WAKE: u64 = linger::FIRST_KEY - 1;
 /// When stopping, how long handshakes already under way get to complete
 /// (a round trip) before a listener bound here stops listening.
@@ -89,6 +92,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
     pub bound_here: bool,
+    /// `--proxy-from`: peers whose connections begin with a PROXY header.
+    pub proxy_from: Trusted,
 }
 
 /// What a parked connection carries until it is closed: it is counted
@@ -238,7 +243,12 @@ impl Server {
     }
 
     /// Accepts and serves up to a batch of clients from one listener.
-    fn accept_some<'a>(self: &'a Arc<Self>, index: usize, linger: &mut Linger<Riders<'a>>) -> Backlog {
+    fn accept_some<'a>(
+        self: &'a Arc<Self>,
+        index: usize,
+        linger: &mut Linger<Riders<'a>>,
+        waiting: &mut Waiting<Protocol>,
+    ) -> Backlog {
         let (listener, protocol) = &self.config.listeners[index];
         for _ in 0..ACCEPT_BATCH {
             let e = match listener.accept() {
@@ -248,7 +258,15 @@ impl Server {
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
-                    self.serve(stream, peer, *protocol, linger);
+                    match peer.filter(|_| self.config.proxy_from.trusts(peer)) {
+                        // A balancer's: served as the client its header names.
+                        Some(balancer) => {
+                            if let Some(a) = waiting.admit(stream, balancer, *protocol) {
+                                self.serve(a.stream, a.source, a.tag, linger);
+                            }
+                        }
+                        None => self.serve(stream, peer, *protocol, linger),
+                    }
                     continue;
                 }
                 Err(e) => e,
@@ -278,10 +296,10 @@ impl Server {
 
     /// Serves what is queued on every listener, until the queues are empty
     /// (true) or the stop deadline, or descriptors run out (false).
-    fn drain<'a>(self: &'a Arc<Self>, linger: &mut Linger<Riders<'a>>) -> bool {
+    fn drain<'a>(self: &'a Arc<Self>, linger: &mut Linger<Riders<'a>>, waiting: &mut Waiting<Protocol>) -> bool {
         for index in 0..self.config.listeners.len() {
             loop {
-                match self.accept_some(index, linger) {
+                match self.accept_some(index, linger, waiting) {
                     Backlog::Empty => break,
                     Backlog::More if self.stop_by.get().is_none_or(|&d| Instant::now() < d) => {}
                     Backlog::More | Backlog::Full => return false,
@@ -328,6 +346,8 @@ impl Server {
         stream.set_nonblocking(true)
     }
 
+    /// Serves `peer`: the connection's own, or the client a balancer's
+    /// header names (none: not counted in any source, e.g. a health check).
     fn serve<'a>(
         self: &'a Arc<Self>,
         stream: Stream,
@@ -349,12 +369,12 @@ impl Server {
                 // Debug: the store warned once why (a line per connection would flood).
                 log::debug!(
                     "{}: no fortune fits the {protocol} protocol; closing",
-                    stream.peer()
+                    who(peer, &stream)
                 );
             }
             Some(frame) => match self.send(&mut stream, &frame) {
                 Ok(()) => {
-                    log::debug!(peer = stream.peer(); "{}: served", stream.peer());
+                    log::debug!(peer = who(peer, &stream); "{}: served", who(peer, &stream));
                     stats.served.fetch_add(1, Ordering::Relaxed);
                     linger.park(stream, (active, slot));
                 }
@@ -362,7 +382,7 @@ impl Server {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     fold::note(
                         Fold::NotDelivered,
-                        format_args!("{}: fortune not delivered: {e}", stream.peer()),
+                        format_args!("{}: fortune not delivered: {e}", who(peer, &stream)),
                     );
                 }
             },
@@ -414,26 +434,28 @@ impl Worker {
             Err(e) => return log::error!("a worker cannot wait for clients: {e}"),
         };
         let mut linger = Linger::new(server.config.timeout);
+        let mut waiting = Waiting::new(server.config.timeout, Arc::clone(&server.config.stats));
         let mut events = [EpollEvent::empty(); EVENTS];
         let (mut stopping, mut listening) = (false, true);
         let mut retire_at = Instant::now() + RETIRE_AFTER;
         loop {
             let now = Instant::now();
-            let next_close = linger.tend(&epoll, now);
+            let next_close = linger.tend(&epoll, now).into_iter().chain(waiting.tend(&epoll, now)).min();
+            let idle = |linger: &Linger<_>, waiting: &Waiting<_>| linger.is_empty() && waiting.is_empty();
             let wake_at = if stopping {
                 if server.stop_by.get().is_some_and(|&d| now >= d) {
                     return; // dropping what still lingers
                 }
                 if listening
                     && server.last_accept.get().is_some_and(|&t| now >= t)
-                    && server.drain(&mut linger)
+                    && server.drain(&mut linger, &mut waiting)
                 {
                     listening = false;
                     for (listener, _) in &server.config.listeners {
                         let _ = epoll.delete(listener);
                     }
                 }
-                if !listening && linger.is_empty() {
+                if !listening && idle(&linger, &waiting) {
                     return;
                 }
                 let until = if listening {
@@ -442,12 +464,12 @@ impl Worker {
                     server.stop_by.get()
                 };
                 until.copied().into_iter().chain(next_close).min()
-            } else if linger.is_empty() {
+            } else if idle(&linger, &waiting) {
                 if now >= retire_at {
                     // A wake-up for a new client (EPOLLEXCLUSIVE wakes one
                     // waiter only) may have come to this worker as its wait
                     // timed out: take what is queued before going.
-                    if server.drain(&mut linger) && linger.is_empty() && self.retire() {
+                    if server.drain(&mut linger, &mut waiting) && idle(&linger, &waiting) && self.retire() {
                         return;
                     }
                     retire_at = now + RETIRE_AFTER;
@@ -477,8 +499,13 @@ impl Worker {
                         stopping = true;
                         let _ = epoll.delete(&server.wake);
                     }
+                    key if Waiting::<Protocol>::owns(key) => {
+                        if let Some(a) = waiting.ready(&epoll, key) {
+                            server.serve(a.stream, a.source, a.tag, &mut linger);
+                        }
+                    }
                     key if key < WAKE => {
-                        server.accept_some(key as usize, &mut linger);
+                        server.accept_some(key as usize, &mut linger, &mut waiting);
                         retire_at = Instant::now() + RETIRE_AFTER;
                     }
                     _ => {}
@@ -562,6 +589,12 @@ impl AcceptError {
             _ => AcceptError::Listener,
         }
     }
+}
+
+/// A client for log lines: the address served (for a balancer's connection,
+/// the client its header names), else what the socket says.
+fn who(peer: Option<SocketAddr>, stream: &Stream) -> String {
+    peer.map_or_else(|| stream.peer(), |p| p.to_string())
 }
 
 /// The epoll timeout until `at` (none: forever), rounded up to the next

@@ -13,6 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
+use crate::cidr::Trusted;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
 use crate::notify;
@@ -38,6 +39,8 @@ pub struct Config {
     pub udp: datagram::Limits,
     /// The listeners are our own `--listen` sockets (see [`server::Config`]).
     pub bound_here: bool,
+    /// `--proxy-from`.
+    pub proxy_from: Trusted,
 }
 
 /// Serves until SIGTERM or SIGINT (or `idle_exit` without a client), then
@@ -79,6 +82,12 @@ pub fn run(
         }
         None => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
     }
+    if !config.proxy_from.is_empty() {
+        log::info!(
+            "TCP connections from {} begin with a PROXY header and are served as the client it names (--proxy-from)",
+            config.proxy_from
+        );
+    }
     let server = Server::new(server::Config {
         listeners,
         live: Arc::clone(&live),
@@ -87,6 +96,7 @@ pub fn run(
         timeout: config.timeout,
         max_connections: config.max_connections,
         bound_here: config.bound_here,
+        proxy_from: config.proxy_from.clone(),
     })
     .map_err(|e| Error::runtime("setting up the accept loop", e))?;
     server

@@ -115,6 +115,14 @@ impl Stream {
         }
     }
 
+    /// The peer's address (TCP), from `getpeername`.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+
     /// The peer, for log lines.
     pub fn peer(&self) -> String {
         match self {
