@@ -87,7 +87,7 @@ pub struct Cli {
 
     /// Connections (and descriptors) one source may hold at once, being served or waiting for
     /// the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once,
-    /// without a fortune. 0: no cap (e.g. behind a proxy). Default: 1/8 of the descriptor limit.
+    /// without a fortune. 0: no cap (e.g. behind a NAT; behind a load balancer see --proxy-from). Default: 1/8 of the descriptor limit.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
     pub max_per_source: Option<u32>,
 

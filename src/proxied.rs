@@ -87,7 +87,9 @@ pub fn refuse(balancer: impl fmt::Display, why: &str, stats: &Stats) {
     stats.proxy_refused.fetch_add(1, Ordering::Relaxed);
     fold::note(
         Fold::ProxyHeader,
-        format_args!("{balancer}: {why}; closing (its address is in --proxy-from: its connections must begin with a PROXY header)"),
+        format_args!(
+            "{balancer}: {why}; closing (its address is in --proxy-from: its connections must begin with a PROXY header)"
+        ),
     );
 }
 
@@ -100,7 +102,10 @@ pub fn read_blocking(stream: &mut Stream, timeout: Duration) -> Result<Option<So
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("no PROXY header within {} s (--timeout)", timeout.as_secs_f64()));
+            return Err(format!(
+                "no PROXY header within {} s (--timeout)",
+                timeout.as_secs_f64()
+            ));
         }
         more_ok = more_ok.and_then(|()| stream.set_read_timeout(left));
         if let Err(e) = more_ok {
@@ -172,7 +177,11 @@ impl<T> Waiting<T> {
             Step::More => {}
         }
         if self.slots.len() as u64 >= LAST_KEY - FIRST_KEY {
-            refuse(balancer, "too many connections waiting for their PROXY header", &self.stats);
+            refuse(
+                balancer,
+                "too many connections waiting for their PROXY header",
+                &self.stats,
+            );
             return None;
         }
         self.serial += 1;
@@ -193,7 +202,8 @@ impl<T> Waiting<T> {
                 self.slots.len() - 1
             }
         };
-        self.queue.push_back((Instant::now() + self.timeout, index, self.serial));
+        self.queue
+            .push_back((Instant::now() + self.timeout, index, self.serial));
         self.fresh.push(index);
         None
     }
@@ -206,7 +216,10 @@ impl<T> Waiting<T> {
                 if deadline > now {
                     break;
                 }
-                let why = format!("no PROXY header within {} s (--timeout)", self.timeout.as_secs_f64());
+                let why = format!(
+                    "no PROXY header within {} s (--timeout)",
+                    self.timeout.as_secs_f64()
+                );
                 self.close(index, &why);
             }
             self.queue.pop_front();
@@ -215,7 +228,10 @@ impl<T> Waiting<T> {
             let Some(entry) = self.slots.get(index).and_then(Option::as_ref) else {
                 continue;
             };
-            let interest = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, FIRST_KEY + index as u64);
+            let interest = EpollEvent::new(
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+                FIRST_KEY + index as u64,
+            );
             if let Err(e) = epoll.add(entry.stream.as_fd(), interest) {
                 self.close(index, &format!("cannot wait for its PROXY header: {e}"));
             }
@@ -342,7 +358,10 @@ mod tests {
         }
         assert_eq!(stats.proxy_refused.load(Ordering::Relaxed), 2);
         assert!(!waiting.is_empty());
-        assert_eq!(waiting.tend(&epoll, Instant::now() + Duration::from_secs(61)), None);
+        assert_eq!(
+            waiting.tend(&epoll, Instant::now() + Duration::from_secs(61)),
+            None
+        );
         assert!(waiting.is_empty());
         assert_eq!(stats.proxy_refused.load(Ordering::Relaxed), 3);
     }

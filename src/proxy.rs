@@ -120,11 +120,17 @@ fn v2(buf: &[u8]) -> Result<Option<Header>, Invalid> {
         _ if local => None,
         1 => {
             let ip = Ipv4Addr::from(<[u8; 4]>::try_from(&body[0..4]).unwrap_or_default());
-            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([body[8], body[9]])))
+            Some(SocketAddr::new(
+                IpAddr::V4(ip),
+                u16::from_be_bytes([body[8], body[9]]),
+            ))
         }
         2 => {
             let ip = Ipv6Addr::from(<[u8; 16]>::try_from(&body[0..16]).unwrap_or_default());
-            Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be_bytes([body[32], body[33]])))
+            Some(SocketAddr::new(
+                IpAddr::V6(ip),
+                u16::from_be_bytes([body[32], body[33]]),
+            ))
         }
         _ => None,
     };
@@ -172,7 +178,8 @@ fn v6(s: &str) -> Result<Ipv6Addr, Invalid> {
 
 /// A port in decimal: digits only, no leading zero (the specification's form).
 fn port(s: &str) -> Result<u16, Invalid> {
-    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten().ok_or(Invalid::Text)
 }
 
@@ -249,7 +256,10 @@ mod tests {
         // LOCAL (health check): addresses, if any, are ignored.
         assert_eq!(
             parse(&v2(0x20, 0x00, &[])),
-            Ok(Some(Header { len: 16, source: None }))
+            Ok(Some(Header {
+                len: 16,
+                source: None
+            }))
         );
         assert_eq!(parse(&v2(0x20, 0x11, &TCP4[16..])).unwrap().unwrap().source, None);
         // PROXY over an unspecified family; a Unix socket's 216 bytes of paths.
@@ -264,7 +274,10 @@ mod tests {
         assert_eq!(parse(&v2(0x22, 0x11, &TCP4[16..])), Err(Invalid::Command(2)));
         assert_eq!(parse(&v2(0x21, 0x41, &TCP4[16..])), Err(Invalid::Family(0x41)));
         assert_eq!(parse(&v2(0x21, 0x13, &TCP4[16..])), Err(Invalid::Family(0x13)));
-        assert_eq!(parse(&v2(0x21, 0x11, &TCP4[16..27])), Err(Invalid::ShortAddresses));
+        assert_eq!(
+            parse(&v2(0x21, 0x11, &TCP4[16..27])),
+            Err(Invalid::ShortAddresses)
+        );
         assert_eq!(parse(&v2(0x21, 0x21, &TCP4[16..])), Err(Invalid::ShortAddresses));
         // The length alone refuses it: nothing more is read.
         let mut long = v2(0x21, 0x11, &TCP4[16..]);

@@ -296,7 +296,11 @@ impl Server {
 
     /// Serves what is queued on every listener, until the queues are empty
     /// (true) or the stop deadline, or descriptors run out (false).
-    fn drain<'a>(self: &'a Arc<Self>, linger: &mut Linger<Riders<'a>>, waiting: &mut Waiting<Protocol>) -> bool {
+    fn drain<'a>(
+        self: &'a Arc<Self>,
+        linger: &mut Linger<Riders<'a>>,
+        waiting: &mut Waiting<Protocol>,
+    ) -> bool {
         for index in 0..self.config.listeners.len() {
             loop {
                 match self.accept_some(index, linger, waiting) {
@@ -440,7 +444,11 @@ impl Worker {
         let mut retire_at = Instant::now() + RETIRE_AFTER;
         loop {
             let now = Instant::now();
-            let next_close = linger.tend(&epoll, now).into_iter().chain(waiting.tend(&epoll, now)).min();
+            let next_close = linger
+                .tend(&epoll, now)
+                .into_iter()
+                .chain(waiting.tend(&epoll, now))
+                .min();
             let idle = |linger: &Linger<_>, waiting: &Waiting<_>| linger.is_empty() && waiting.is_empty();
             let wake_at = if stopping {
                 if server.stop_by.get().is_some_and(|&d| now >= d) {

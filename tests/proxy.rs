@@ -24,7 +24,10 @@ const CLIENT_NET: [u8; 4] = [127, 0, 1, 1];
 fn documented_config() -> String {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scale-out.md"))
         .expect("docs/scale-out.md");
-    let start = page.find("```haproxy\n").expect("a ```haproxy block in docs/scale-out.md") + 11;
+    let start = page
+        .find("```haproxy\n")
+        .expect("a ```haproxy block in docs/scale-out.md")
+        + 11;
     let len = page[start..].find("```").expect("the end of the haproxy block");
     page[start..start + len].to_string()
 }
@@ -49,7 +52,14 @@ fn balancer(hosts: &[SocketAddr; 3]) -> (Running, SocketAddr) {
 fn instance(args: &[&str]) -> (Running, SocketAddr) {
     let addr = loopback(free_port());
     let server = Cmd::server()
-        .args(["--listen", &addr.to_string(), "--proxy-from", "127.0.0.1", "--timeout", "60"])
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--proxy-from",
+            "127.0.0.1",
+            "--timeout",
+            "60",
+        ])
         .args(args)
         .spawn();
     server.wait_for_log("Serving");
@@ -60,7 +70,9 @@ fn instance(args: &[&str]) -> (Running, SocketAddr) {
 /// open on our side (the server keeps holding it until we close).
 fn read_held(stream: &mut TcpStream) -> Vec<u8> {
     let mut bytes = Vec::new();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let _ = stream.read_to_end(&mut bytes);
     bytes
 }
@@ -110,9 +122,16 @@ fn another_network_is_served_while_one_holds_its_share_through_the_balancer() {
     }
     figure(
         "proxy",
-        &format!("127.0.0.0/24 through HAProxy: {} of 200 connections held, {refused} closed over --max-per-source {PER_SOURCE} on each of 3 hosts", held.len()),
+        &format!(
+            "127.0.0.0/24 through HAProxy: {} of 200 connections held, {refused} closed over --max-per-source {PER_SOURCE} on each of 3 hosts",
+            held.len()
+        ),
     );
-    assert_eq!(held.len(), 3 * PER_SOURCE, "each host gives the network its share, no more");
+    assert_eq!(
+        held.len(),
+        3 * PER_SOURCE,
+        "each host gives the network its share, no more"
+    );
 
     // Another network, through the same balancer, from the same host to the
     // hosts (HAProxy's 127.0.0.1): served, and logged as itself.
@@ -122,10 +141,16 @@ fn another_network_is_served_while_one_holds_its_share_through_the_balancer() {
         let mut s = connect_from(from, front).expect("connect from 127.0.1.1");
         served += usize::from(is_fortune(&read_held(&mut s)));
     }
-    figure("proxy", &format!("127.0.1.1 through HAProxy meanwhile: served {served} of 6"));
+    figure(
+        "proxy",
+        &format!("127.0.1.1 through HAProxy meanwhile: served {served} of 6"),
+    );
     assert_eq!(served, 6);
     let logged = |needle: &str| instances.iter().map(|(s, _)| s.log_count(needle)).sum::<usize>();
-    assert!(logged("127.0.1.1:") >= 6, "the hosts log the client, not the balancer");
+    assert!(
+        logged("127.0.1.1:") >= 6,
+        "the hosts log the client, not the balancer"
+    );
 
     // A forged header from an untrusted address naming the full network:
     // not believed, so the connection is 127.0.1.1's, and served.
@@ -144,12 +169,19 @@ fn another_network_is_served_while_one_holds_its_share_through_the_balancer() {
     assert!(is_fortune(&read_held(&mut local)), "LOCAL is served");
     let mut junk = connect(*first_addr).expect("connect directly");
     junk.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send junk");
-    assert!(read_held(&mut junk).is_empty(), "no header: closed without a fortune");
+    assert!(
+        read_held(&mut junk).is_empty(),
+        "no header: closed without a fortune"
+    );
     first.wait_for_log("no PROXY protocol header; closing");
     drop(held);
 
     let haproxy = haproxy.stop();
-    assert!(!haproxy.stderr.contains("is DOWN"), "the health checks pass:\n{}", haproxy.stderr);
+    assert!(
+        !haproxy.stderr.contains("is DOWN"),
+        "the health checks pass:\n{}",
+        haproxy.stderr
+    );
 }
 
 fn v2_header_local() -> Vec<u8> {
@@ -183,7 +215,9 @@ fn killing_one_host_under_load_loses_only_what_it_held() {
     let during = load.exit(Duration::from_secs(60));
     let after = bench(5_000).run(Duration::from_secs(60));
     let count = |out: &str, field: &str| -> u64 {
-        let at = out.find(&format!("\"{field}\":")).unwrap_or_else(|| panic!("no {field} in {out}"));
+        let at = out
+            .find(&format!("\"{field}\":"))
+            .unwrap_or_else(|| panic!("no {field} in {out}"));
         out[at + field.len() + 3..]
             .split(|c: char| !c.is_ascii_digit())
             .next()
@@ -194,9 +228,121 @@ fn killing_one_host_under_load_loses_only_what_it_held() {
     let (ok_after, failed_after) = (count(&after.stdout, "ok"), count(&after.stdout, "failed"));
     figure(
         "proxy",
-        &format!("one of 3 hosts killed under load ({clients} clients through HAProxy): {ok} served, {failed} lost; then {ok_after} served, {failed_after} lost"),
+        &format!(
+            "one of 3 hosts killed under load ({clients} clients through HAProxy): {ok} served, {failed} lost; then {ok_after} served, {failed_after} lost"
+        ),
     );
-    assert!(failed <= clients, "at most the connections in flight are lost:\n{}", during.report());
-    assert!(ok > 0 && ok_after == 5_000, "the rest keep being served:\n{}", after.report());
+    assert!(
+        failed <= clients,
+        "at most the connections in flight are lost:\n{}",
+        during.report()
+    );
+    assert!(
+        ok > 0 && ok_after == 5_000,
+        "the rest keep being served:\n{}",
+        after.report()
+    );
     drop(haproxy);
+}
+
+/// A connection sending `bytes`, then reading what it is sent until the
+/// server closes (our side stays open).
+fn send_then_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr).expect("connect");
+    s.write_all(bytes).expect("send");
+    read_held(&mut s)
+}
+
+#[test]
+fn quote_of_the_day_over_tcp_and_accept_yes_honour_the_header() {
+    // QOTD over TCP (text), FORTUNE_PROXY_FROM: a v1 header.
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--protocol",
+            "text",
+            "--log-level",
+            "debug",
+        ])
+        .env("FORTUNE_PROXY_FROM", "10.0.0.0/8,127.0.0.0/8")
+        .spawn();
+    server.wait_for_log("Serving");
+    let text = send_then_read(addr, b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 17\r\n");
+    assert!(
+        text.ends_with(b"\r\n") && text.len() > 2,
+        "a text fortune: {text:?}"
+    );
+    server.wait_for_log("192.0.2.7:40000: served");
+    assert!(
+        send_then_read(addr, b"PROXY TCP4 192.0.2.7\r\n").is_empty(),
+        "malformed: closed"
+    );
+    server.wait_for_log("malformed PROXY v1 header; closing");
+    server
+        .stop()
+        .assert_stderr_has("1 closed without a valid PROXY header");
+
+    // Accept=yes: one process per connection reads the header first.
+    if !util::require("systemd-socket-activate") {
+        return;
+    }
+    let addr = loopback(free_port());
+    let server = Cmd::socket_activate(&["--accept", "-l", &addr.to_string()])
+        .args(["--proxy-from", "127.0.0.1", "--log-level", "debug"])
+        .spawn();
+    let named = "192.0.2.8:40001".parse().unwrap();
+    assert!(is_fortune(&send_then_read(addr, &v2_header(named, addr))));
+    server.wait_for_log("192.0.2.8:40001: served");
+    assert!(send_then_read(addr, b"hello\r\n").is_empty(), "no header: closed");
+    server.wait_for_log("no PROXY protocol header; closing");
+    // A client's behaviour is no unit failure: both exit with status 0.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while server.stderr().matches("died with code 0").count() < 2 {
+        if std::time::Instant::now() > end {
+            server.fail("both children should have exited with status 0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_slow_header_holds_up_no_one_and_a_missing_one_times_out() {
+    // One worker serves everyone here (no slow reader makes it start another).
+    let (server, addr) = instance(&["--log-level", "debug"]);
+    let header = v2_header("192.0.2.9:40002".parse().unwrap(), addr);
+    let mut slow = connect(addr).expect("connect");
+    slow.write_all(&header[..10]).expect("half a header");
+    let fast = "192.0.2.10:40003".parse().unwrap();
+    assert!(is_fortune(&send_then_read(addr, &v2_header(fast, addr))));
+    // The slow one is still waiting for the rest of its header, not closed.
+    slow.set_nonblocking(true).expect("nonblocking");
+    let still_open = matches!(slow.read(&mut [0; 16]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(
+        still_open,
+        "the slow connection was closed before the fast one was served"
+    );
+    slow.set_nonblocking(false).expect("blocking");
+    slow.write_all(&header[10..]).expect("the rest");
+    assert!(is_fortune(&read_held(&mut slow)));
+    server.wait_for_log("192.0.2.9:40002: served");
+    drop(server);
+
+    // Nothing at all from a trusted peer: closed after --timeout.
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--proxy-from",
+            "127.0.0.1",
+            "--timeout",
+            "1",
+        ])
+        .spawn();
+    server.wait_for_log("Serving");
+    let mut silent = connect(addr).expect("connect");
+    assert!(read_held(&mut silent).is_empty());
+    server.wait_for_log("no PROXY header within 1 s (--timeout); closing");
 }
