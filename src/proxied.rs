@@ -293,25 +293,13 @@ impl<T> Waiting<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::epoll::{EpollCreateFlags, EpollTimeout};
+    use crate::sockets::testing::{pair, ready_keys};
+    use nix::sys::epoll::EpollCreateFlags;
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
 
     const LOCAL: [u8; 16] = [
         0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00,
     ];
-
-    fn pair() -> (Stream, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        ours.set_nonblocking(true).expect("nonblocking");
-        (Stream::Unix(ours), theirs)
-    }
-
-    fn ready_keys(epoll: &Epoll) -> Vec<u64> {
-        let mut events = [EpollEvent::empty(); 8];
-        let n = epoll.wait(&mut events, EpollTimeout::ZERO).expect("epoll_wait");
-        events[..n].iter().map(|e| e.data()).collect()
-    }
 
     #[test]
     fn headers_complete_at_once_later_or_never() {

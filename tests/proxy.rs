@@ -49,17 +49,11 @@ fn balancer(hosts: &[SocketAddr; 3]) -> (Running, SocketAddr) {
     (haproxy, front)
 }
 
+/// An instance on a port of its own, trusting the balancer (127.0.0.1).
 fn instance(args: &[&str]) -> (Running, SocketAddr) {
     let addr = loopback(free_port());
     let server = Cmd::server()
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--proxy-from",
-            "127.0.0.1",
-            "--timeout",
-            "60",
-        ])
+        .args(["--listen", &addr.to_string(), "--proxy-from", "127.0.0.1"])
         .args(args)
         .spawn();
     server.wait_for_log("Serving");
@@ -103,7 +97,16 @@ fn another_network_is_served_while_one_holds_its_share_through_the_balancer() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let cap = PER_SOURCE.to_string();
     let instances: Vec<_> = (0..3)
-        .map(|_| instance(&["--max-per-source", &cap, "--log-level", "debug"]))
+        .map(|_| {
+            instance(&[
+                "--max-per-source",
+                &cap,
+                "--timeout",
+                "60",
+                "--log-level",
+                "debug",
+            ])
+        })
         .collect();
     let hosts = [instances[0].1, instances[1].1, instances[2].1];
     let (haproxy, front) = balancer(&hosts);
@@ -197,7 +200,9 @@ fn killing_one_host_under_load_loses_only_what_it_held() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // No per-source cap: the load comes from one network.
-    let mut instances: Vec<_> = (0..3).map(|_| instance(&["--max-per-source", "0"])).collect();
+    let mut instances: Vec<_> = (0..3)
+        .map(|_| instance(&["--max-per-source", "0", "--timeout", "60"]))
+        .collect();
     let hosts = [instances[0].1, instances[1].1, instances[2].1];
     let (haproxy, front) = balancer(&hosts);
     let clients = 16;
@@ -310,7 +315,7 @@ fn quote_of_the_day_over_tcp_and_accept_yes_honour_the_header() {
 #[test]
 fn a_slow_header_holds_up_no_one_and_a_missing_one_times_out() {
     // One worker serves everyone here (no slow reader makes it start another).
-    let (server, addr) = instance(&["--log-level", "debug"]);
+    let (server, addr) = instance(&["--timeout", "60", "--log-level", "debug"]);
     let header = v2_header("192.0.2.9:40002".parse().unwrap(), addr);
     let mut slow = connect(addr).expect("connect");
     slow.write_all(&header[..10]).expect("half a header");
@@ -330,18 +335,7 @@ fn a_slow_header_holds_up_no_one_and_a_missing_one_times_out() {
     drop(server);
 
     // Nothing at all from a trusted peer: closed after --timeout.
-    let addr = loopback(free_port());
-    let server = Cmd::server()
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--proxy-from",
-            "127.0.0.1",
-            "--timeout",
-            "1",
-        ])
-        .spawn();
-    server.wait_for_log("Serving");
+    let (server, addr) = instance(&["--timeout", "1"]);
     let mut silent = connect(addr).expect("connect");
     assert!(read_held(&mut silent).is_empty());
     server.wait_for_log("no PROXY header within 1 s (--timeout); closing");
