@@ -148,7 +148,12 @@ fn v1(buf: &[u8]) -> Result<Option<Header>, Invalid> {
             Ok(None)
         };
     };
-    let line = std::str::from_utf8(&buf[V1_PREFIX.len()..end]).map_err(|_| Invalid::Text)?;
+    let line = &buf[V1_PREFIX.len()..end];
+    // No CR or LF but the one ending it, else a beginning of it would be refused.
+    if line.contains(&b'\r') || line.contains(&b'\n') {
+        return Err(Invalid::Text);
+    }
+    let line = std::str::from_utf8(line).map_err(|_| Invalid::Text)?;
     let len = end + 2;
     let fields: Vec<&str> = line.split(' ').collect();
     let source = match fields.as_slice() {
@@ -333,6 +338,9 @@ mod tests {
             b"PROXY TCP4  192.0.2.10 198.51.100.1 4000 17\r\n",
             b"PROXY TCP4 192.0.2.10 198.51.100.1 4000 17\n",
             b"PROXY UDP4 192.0.2.10 198.51.100.1 4000 17\r\n",
+            // Found by fuzzing: a bare LF or CR inside, even after UNKNOWN.
+            b"PROXY UNKNOWN ]d\nOX\r\r\n",
+            b"PROXY UNKNOWN x\ry\r\n",
         ] {
             assert_eq!(parse(bad), Err(Invalid::Text), "{}", String::from_utf8_lossy(bad));
         }
