@@ -292,9 +292,7 @@ impl Activation {
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
             let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-            if let Err(e) = poll(&mut fds, wait)
-                && e != Errno::EINTR
-            {
+            if poll(&mut fds, wait).is_err_and(|e| e != Errno::EINTR) {
                 return;
             }
         }

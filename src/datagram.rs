@@ -83,8 +83,9 @@ pub fn serve(socket: UdpSocket, live: Arc<Live>, stats: Arc<Stats>, stop: Arc<At
             );
             continue;
         }
-        if let Some(limiter) = &mut limiter
-            && !limiter.allow(peer.ip(), Instant::now())
+        if limiter
+            .as_mut()
+            .is_some_and(|limiter| !limiter.allow(peer.ip(), Instant::now()))
         {
             stats.udp_limited.fetch_add(1, Ordering::Relaxed);
             fold::note(

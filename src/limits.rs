@@ -1,7 +1,10 @@
-//! Process resource limits that both the service and `fortune-client bench`
-//! need raised: the descriptor limit.
+//! Process resource limits: the descriptor limit, which both the service
+//! and `fortune-client bench` need raised, and the stack of our threads.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+/// Stack size of every thread we start: they hold a few small buffers only.
+pub const THREAD_STACK: usize = 128 * 1024;
 
 /// Lingering clients each hold a descriptor (so do `fortune-client bench
 /// --idle` ones), and so do the fortune files (`fortunes::load`): raised

@@ -110,8 +110,8 @@ pub struct Server {
     stop_by: OnceLock<Instant>,
     /// Once stopping: when the backlogs are drained for the last time.
     last_accept: OnceLock<Instant>,
-    /// Set while accept fails for lack of descriptors, so it is logged once.
-    out_of_fds: AtomicBool,
+    /// Set while accept fails for lack of descriptors or memory, so it is logged once.
+    out_of_resources: AtomicBool,
 }
 
 /// The worker count, changed only through [`Worker`] and [`Blocked`].
@@ -143,7 +143,7 @@ impl Server {
             config,
             stop_by: OnceLock::new(),
             last_accept: OnceLock::new(),
-            out_of_fds: AtomicBool::new(false),
+            out_of_resources: AtomicBool::new(false),
         }))
     }
 
@@ -198,9 +198,10 @@ impl Server {
     /// Lets no new handshake start on TCP listeners; those completing go on.
     fn close_doors(&self) {
         for (listener, _) in &self.config.listeners {
-            if let Listener::Tcp(tcp) = listener
-                && let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES)
-            {
+            let Listener::Tcp(tcp) = listener else {
+                continue;
+            };
+            if let Err(e) = SockRef::from(tcp).attach_filter(&REFUSE_NEW_HANDSHAKES) {
                 log::warn!("{listener}: cannot hold off new clients while stopping: {e}");
             }
         }
@@ -224,7 +225,7 @@ impl Server {
         // If the thread cannot start, the closure, hence the worker, is dropped: counted out.
         std::thread::Builder::new()
             .name("worker".into())
-            .stack_size(crate::THREAD_STACK)
+            .stack_size(crate::limits::THREAD_STACK)
             .spawn(move || worker.run())
             .map(|_| true)
             .inspect_err(|e| log::warn!("cannot start another worker thread: {e}"))
@@ -253,8 +254,8 @@ impl Server {
         for _ in 0..ACCEPT_BATCH {
             let e = match listener.accept() {
                 Ok((stream, peer)) => {
-                    if self.out_of_fds.load(Ordering::Relaxed)
-                        && self.out_of_fds.swap(false, Ordering::Relaxed)
+                    if self.out_of_resources.load(Ordering::Relaxed)
+                        && self.out_of_resources.swap(false, Ordering::Relaxed)
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
@@ -278,12 +279,12 @@ impl Server {
                 AcceptError::ClientGone => {
                     fold::note(Fold::AcceptFailed, format_args!("accept on {listener}: {e}"))
                 }
-                AcceptError::OutOfFds => {
-                    if !self.out_of_fds.swap(true, Ordering::Relaxed) {
+                AcceptError::OutOfResources => {
+                    if !self.out_of_resources.swap(true, Ordering::Relaxed) {
                         log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
                     }
                     std::thread::sleep(FD_BACKOFF);
-                    return Backlog::Full;
+                    return Backlog::Paused;
                 }
                 AcceptError::Listener => {
                     log::debug!("accept on {listener}: {e}");
@@ -295,7 +296,7 @@ impl Server {
     }
 
     /// Serves what is queued on every listener, until the queues are empty
-    /// (true) or the stop deadline, or descriptors run out (false).
+    /// (true) or the stop deadline, or descriptors or memory run out (false).
     fn drain<'a>(
         self: &'a Arc<Self>,
         linger: &mut Linger<Riders<'a>>,
@@ -306,7 +307,7 @@ impl Server {
                 match self.accept_some(index, linger, waiting) {
                     Backlog::Empty => break,
                     Backlog::More if self.stop_by.get().is_none_or(|&d| Instant::now() < d) => {}
-                    Backlog::More | Backlog::Full => return false,
+                    Backlog::More | Backlog::Paused => return false,
                 }
             }
         }
@@ -554,8 +555,8 @@ impl Drop for Blocked<'_> {
 enum Backlog {
     Empty,
     More,
-    /// Out of descriptors (after a pause): the rest waits.
-    Full,
+    /// Out of descriptors or kernel memory (after a pause): the rest waits.
+    Paused,
 }
 
 /// Why accept failed, as far as the accept loop cares.
@@ -565,8 +566,9 @@ enum AcceptError {
     Empty,
     /// This one client is gone, or failed on its own: take the next.
     ClientGone,
-    /// Out of descriptors or memory: back off, the client stays queued.
-    OutOfFds,
+    /// Out of descriptors (`EMFILE`, `ENFILE`) or kernel memory (`ENOBUFS`,
+    /// `ENOMEM`): back off, the client stays queued.
+    OutOfResources,
     /// Something wrong with the listening socket itself.
     Listener,
 }
@@ -578,7 +580,7 @@ impl AcceptError {
         };
         match errno {
             Errno::EAGAIN => AcceptError::Empty,
-            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => AcceptError::OutOfFds,
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => AcceptError::OutOfResources,
             // accept(2): Linux passes pending network errors of the new
             // socket on as accept errors; EPERM is a firewall rule's verdict.
             Errno::EINTR
@@ -648,7 +650,7 @@ mod tests {
         }
         assert_eq!(kind(Errno::EAGAIN), AcceptError::Empty);
         for errno in [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM] {
-            assert_eq!(kind(errno), AcceptError::OutOfFds, "{errno}");
+            assert_eq!(kind(errno), AcceptError::OutOfResources, "{errno}");
         }
         for errno in [Errno::EBADF, Errno::EINVAL, Errno::ENOTSOCK] {
             assert_eq!(kind(errno), AcceptError::Listener, "{errno}");

@@ -14,6 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::activation::Named;
 use crate::cidr::Trusted;
+use crate::error::Error;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
 use crate::notify;
@@ -22,7 +23,7 @@ use crate::sockets::Listener;
 use crate::sources::Sources;
 use crate::stats::Stats;
 use crate::wire::Protocol;
-use crate::{Error, datagram, fold};
+use crate::{datagram, fold};
 
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -114,7 +115,7 @@ pub fn run(
         let (live, stats, stop) = (Arc::clone(&live), Arc::clone(&stats), Arc::clone(&stop_datagrams));
         std::thread::Builder::new()
             .name("qotd-udp".into())
-            .stack_size(crate::THREAD_STACK)
+            .stack_size(crate::limits::THREAD_STACK)
             .spawn(move || datagram::serve(socket, live, stats, stop, limits))
             .map_err(|e| Error::runtime("starting the datagram thread", e))?;
     }

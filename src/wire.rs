@@ -204,7 +204,7 @@ fn decode_qstring(bytes: &[u8]) -> Result<(String, usize), DecodeError> {
         return Err(DecodeError::Malformed("null QString (0xffffffff)".to_string()));
     }
     let len = len as usize;
-    if !len.is_multiple_of(2) {
+    if len % 2 != 0 {
         return Err(DecodeError::Malformed(format!("odd UTF-16 byte count {len}")));
     }
     let body = &bytes[4..];

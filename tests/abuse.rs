@@ -332,7 +332,7 @@ fn slowloris() {
 
 /// A fortune file holding one fortune of `chars` characters (served only
 /// with `--max-entry` at least that).
-fn big_fortune(chars: usize) -> std::path::PathBuf {
+fn big_fortune(chars: usize) -> util::Scratch {
     util::file_with("x".repeat(chars).as_bytes())
 }
 
@@ -340,7 +340,7 @@ fn big_fortune(chars: usize) -> std::path::PathBuf {
 /// plus what a client's receive window takes before it reads: a worker
 /// serving it waits until its client reads. Returns the file and its
 /// length, the `--max-entry` that lets it be served.
-fn beyond_send_buffer() -> (std::path::PathBuf, usize) {
+fn beyond_send_buffer() -> (util::Scratch, usize) {
     let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap_or_default();
     let wmem_max: usize = wmem
         .split_whitespace()
@@ -622,7 +622,7 @@ fn stop_drains_the_backlog_past_clients_that_left() {
             .args(["--max-connections", "1", "--timeout", "10", "--max-entry"])
             .arg(chars.to_string())
             .arg("--fortunes")
-            .arg(fortunes),
+            .arg(&fortunes),
     );
     // The one worker waits for a client that does not read yet.
     let mut hog = TcpStream::connect(addr).expect("connect");

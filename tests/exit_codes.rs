@@ -153,9 +153,9 @@ fn fortune_files_that_cannot_be_used() {
     let empty = file_with(b"\n%\n  \n%\n");
     let latin1 = file_with(b"fine\ncaf\xe9\n");
     for (path, message) in [
-        (&missing, "cannot read fortune file"),
-        (&empty, "holds no fortunes"),
-        (&latin1, "is not UTF-8 text (line 2)"),
+        (missing.as_path(), "cannot read fortune file"),
+        (empty.path(), "holds no fortunes"),
+        (latin1.path(), "is not UTF-8 text (line 2)"),
     ] {
         let done = Cmd::server()
             .args(["--listen", "127.0.0.1:0", "--fortunes"])

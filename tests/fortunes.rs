@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use fortune_server::fortunes::lists;
 
 use util::{
-    Cmd, Running, dir_with, fetch, fifo, file_with, free_port, indexed_file, loopback, qt_read, require,
-    strfile,
+    Cmd, Running, Scratch, dir_with, fetch, fifo, file_with, free_port, indexed_file, loopback, qt_read,
+    require, strfile,
 };
 
 const DEBIAN: &str = "/usr/share/games/fortunes";
@@ -159,7 +159,7 @@ fn every_debian_entry_read_through_its_index_is_an_entry_of_its_file() {
 
 /// A directory like fortune-mod's: two indexed files, one without an index,
 /// a `.u8` link, an offensive (rot13) file and an `off/` directory.
-fn mixed_directory() -> PathBuf {
+fn mixed_directory() -> Scratch {
     let clean = "one\n%\ntwo\n%\nthree\n%\nfour\n%\nfive\n%\nsix\n";
     let dir = dir_with(&[
         ("clean", clean.as_bytes()),
@@ -304,17 +304,18 @@ fn non_utf8_entry() {
 #[test]
 fn empty_files_and_directories_are_refused() {
     let empty_dir = dir_with(&[("notes.txt", b"not a fortune file")]);
+    let (empty, blank) = (file_with(b""), file_with(b"%\n  \n%\n"));
     let cases = [
-        (file_with(b""), "holds no fortunes"),
-        (file_with(b"%\n  \n%\n"), "holds no fortunes"),
-        (empty_dir, "holds no fortune file"),
+        (empty.path(), "holds no fortunes"),
+        (blank.path(), "holds no fortunes"),
+        (empty_dir.path(), "holds no fortune file"),
         (
-            PathBuf::from("/nonexistent/fortunes"),
+            Path::new("/nonexistent/fortunes"),
             "cannot read fortune file /nonexistent/fortunes",
         ),
     ];
     for (path, message) in cases {
-        let done = refused(&path);
+        let done = refused(path);
         done.assert_code(1).assert_stderr_has(message);
     }
 }
@@ -560,7 +561,8 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
     drop(activator);
 
     // A cache directory that cannot be written (here: not a directory) only costs the listing.
-    for unwritable in [file_with(b""), PathBuf::from("/nonexistent/cache")] {
+    let unwritable_file = file_with(b"");
+    for unwritable in [unwritable_file.path(), Path::new("/nonexistent/cache")] {
         let (activator, addr) = accept_yes(&[
             "--fortunes",
             dir_arg,
@@ -580,7 +582,7 @@ fn accept_yes_survives_a_corrupt_or_unwritable_cache() {
 }
 
 /// A directory with one good indexed file, `good`, of three entries.
-fn good_directory() -> PathBuf {
+fn good_directory() -> Scratch {
     let dir = dir_with(&[]);
     indexed_file(&dir, "good", &["good one", "good two", "good three"]);
     dir

@@ -18,7 +18,8 @@ use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::time::TimeVal;
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::{Error, Failure, cli::BenchArgs, exit};
+use super::cli::BenchArgs;
+use super::exchange::{self, Error, Failure, exit};
 use crate::wire::Protocol;
 
 /// How often the progress line is refreshed.
@@ -221,7 +222,7 @@ pub fn run(o: &Options) -> Result<Report, Error> {
     crate::limits::raise_fd_limit();
     let mut held = Vec::with_capacity(o.idle);
     for i in 0..o.idle {
-        let stream = super::connect(&[o.addr], o.timeout).map_err(|e| Error {
+        let stream = exchange::connect(&[o.addr], o.timeout).map_err(|e| Error {
             message: format!("opening idle connection {} of {}: {e}", i + 1, o.idle),
             ..e
         })?;
@@ -459,10 +460,10 @@ impl<'a> Driver<'a> {
         let mut chunk = [0u8; 4096];
         let outcome = loop {
             match (&conn.socket).read(&mut chunk) {
-                Ok(0) => break super::decode(self.o.protocol, &conn.answer).map(drop),
+                Ok(0) => break exchange::decode(self.o.protocol, &conn.answer).map(drop),
                 Ok(n) if fin && n < chunk.len() && conn.answer.len() + n <= ANSWER_LIMIT => {
                     conn.answer.extend_from_slice(&chunk[..n]);
-                    break super::decode(self.o.protocol, &conn.answer).map(drop);
+                    break exchange::decode(self.o.protocol, &conn.answer).map(drop);
                 }
                 Ok(n) if conn.answer.len() + n > ANSWER_LIMIT => {
                     break Err(Error {
@@ -485,12 +486,11 @@ impl<'a> Driver<'a> {
     /// Fails the connections past their deadline.
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
-            if let Some(conn) = &self.slots[i]
-                && conn.deadline <= now
-            {
-                let e = io_error(self.o.addr, conn, &ErrorKind::TimedOut.into());
-                self.finish(i, Err(e));
-            }
+            let Some(conn) = self.slots[i].as_ref().filter(|conn| conn.deadline <= now) else {
+                continue;
+            };
+            let e = io_error(self.o.addr, conn, &ErrorKind::TimedOut.into());
+            self.finish(i, Err(e));
         }
     }
 
@@ -577,7 +577,7 @@ fn default_threads() -> usize {
 /// `fortune-client bench`: runs, prints, and says by its status whether
 /// every connection succeeded.
 pub fn run_cli(args: &BenchArgs) -> Result<u8, Error> {
-    let addr = super::resolve(&args.common.target)?[0];
+    let addr = exchange::resolve(&args.common.target)?[0];
     let options = Options {
         addr,
         protocol: args.common.protocol,

@@ -109,7 +109,7 @@ pub struct BenchArgs {
 
 /// Refuses what cannot be `HOST[:PORT]` at parse time (usage error, status 2).
 fn check_target(s: &str) -> Result<String, String> {
-    super::parse_target(s).map(|_| s.to_string())
+    super::exchange::parse_target(s).map(|_| s.to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use rand::RngExt;
 
 use super::daily;
-use super::disk::EntryError;
+use super::error::EntryError;
 use super::store::Store;
 use crate::wire::{self, Protocol};
 
@@ -161,23 +161,17 @@ fn worst_frame(protocol: Protocol, bytes: usize) -> usize {
 mod tests {
     use super::*;
 
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
+    use crate::fortunes::fixture::Scratch;
     use crate::fortunes::{BUILTIN, Opening, Selection};
 
     /// A store loaded from a scratch file holding `entries`.
     fn store_of(entries: &[&str]) -> Store {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let file = std::env::temp_dir().join(format!("fortunes-unit-{}-{n}", std::process::id()));
-        std::fs::write(&file, entries.join("\n%\n")).unwrap();
+        let file = Scratch::file(entries.join("\n%\n").as_bytes());
         let selection = Selection {
-            paths: vec![file.clone()],
+            paths: vec![file.to_path_buf()],
             ..Selection::default()
         };
-        let store = Store::load(&selection, Opening::Eager).unwrap();
-        std::fs::remove_file(file).unwrap();
-        store
+        Store::load(&selection, Opening::Eager).unwrap()
     }
 
     fn live_of(entries: &[&str], daily: bool) -> Live {

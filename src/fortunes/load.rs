@@ -1,28 +1,20 @@
 //! Loading a collection: what the admin named ([`Selection`]), listing
 //! directories as `fortune` does (a file `NAME` with its index `NAME.dat`,
-//! `off/` and rot13 files only with `--offensive`), the [`lists`] cache of
-//! [`Opening::Lazy`], the descriptors a collection may hold, and why a load
-//! fails ([`LoadError`]).
-//!
-//! Descriptors: a store holds its data files open (indexes are read whole
-//! at load), at most an eighth of the soft descriptor limit of them; the
-//! others are opened on each pick. A reload holds the old and the new
-//! collection at once: together a quarter of the limit, so a reload of a
-//! collection that loaded at start never fails for lack of descriptors.
+//! `off/` and rot13 files only with `--offensive`, each member checked by
+//! the [`Rule`]) and the [`lists`] cache of [`Opening::Lazy`].
 
 use std::collections::HashSet;
-use std::fmt;
 use std::fs::Metadata;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use nix::sys::resource::{Resource, getrlimit};
-
-use super::disk::{self, MAX_ENTRY};
+use super::disk;
+use super::error::{LoadError, Problem};
+use super::limits::{Budget, MAX_ENTRY, MAX_HELD};
 use super::lists::{self, Lists, Stamp};
-use super::store::{Source, Store};
+use super::member::{Member, Rule, Verdict};
+use super::store::Store;
 use super::strfile::Header;
-use super::text::TextError;
 
 /// What to load: the `--fortunes` paths, whether offensive collections may
 /// be served, and the longest entry served (`--max-entry`).
@@ -31,6 +23,16 @@ pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
     pub max_entry: usize,
+}
+
+impl Selection {
+    /// What each directory member must be.
+    pub fn rule(&self) -> Rule {
+        Rule {
+            offensive: self.offensive,
+            max_entry: self.max_entry,
+        }
+    }
 }
 
 impl Default for Selection {
@@ -42,82 +44,6 @@ impl Default for Selection {
         }
     }
 }
-
-/// Why the collection could not be loaded.
-#[derive(Debug)]
-pub struct LoadError {
-    pub path: PathBuf,
-    pub problem: Problem,
-}
-
-#[derive(Debug)]
-pub enum Problem {
-    Unreadable(std::io::Error),
-    /// A FIFO, a device, a socket or a directory where a file must be.
-    NotRegular(&'static str),
-    /// Too large to read whole (it has no usable index).
-    TooLarge {
-        len: u64,
-        cap: u64,
-    },
-    Text(TextError),
-    /// Every entry is longer than this (`--max-entry`).
-    OnlyLong(usize),
-    /// A directory with no fortune file in it (`offensive` of them skipped).
-    NoFortuneFiles {
-        offensive: usize,
-    },
-    /// Named on its own without `--offensive`.
-    Offensive,
-}
-
-impl LoadError {
-    /// Nothing to serve there (no such path, or a directory without a
-    /// fortune file), as opposed to something there that is wrong.
-    fn is_absence(&self) -> bool {
-        match &self.problem {
-            Problem::Unreadable(e) => e.kind() == ErrorKind::NotFound,
-            Problem::NoFortuneFiles { offensive } => *offensive == 0,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
-        match &self.problem {
-            Problem::Unreadable(e) => write!(f, "cannot read fortune file {path}: {e}"),
-            Problem::NotRegular(what) => write!(
-                f,
-                "fortune file {path} is {what}, not a regular file; only regular files are read"
-            ),
-            Problem::TooLarge { len, cap } => write!(
-                f,
-                "fortune file {path} is {len} bytes, more than the {cap} read without an index; index it with strfile(1)"
-            ),
-            Problem::Text(e) => write!(f, "fortune file {path} {e}"),
-            Problem::OnlyLong(max) => write!(
-                f,
-                "fortune file {path} holds no entry of at most {max} bytes, the longest served (--max-entry)"
-            ),
-            Problem::NoFortuneFiles { offensive: 0 } => write!(
-                f,
-                "fortune directory {path} holds no fortune file (a file NAME with its index NAME.dat, see strfile(1))"
-            ),
-            Problem::NoFortuneFiles { offensive } => write!(
-                f,
-                "fortune directory {path} holds only offensive collections ({offensive}); add --offensive to serve them"
-            ),
-            Problem::Offensive => write!(
-                f,
-                "fortune file {path} is offensive (rot13 index, off/ directory or -o name); add --offensive to serve it"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// When to open the files of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,12 +94,14 @@ impl Store {
             changed: false,
         });
         let mut loader = Loader {
-            offensive,
-            max_entry: selection.max_entry,
+            rule: selection.rule(),
             opening,
             cache,
-            sources: Vec::new(),
-            may_hold: hold_budget(),
+            members: Vec::new(),
+            budget: Budget::default(),
+            listed: HashSet::new(),
+            left_out: 0,
+            capped: None,
         };
         let mut origin = Vec::new();
         for named in &selection.paths {
@@ -187,7 +115,8 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        if loader.sources.is_empty() {
+        loader.finish();
+        if loader.members.is_empty() {
             return Ok(Store::builtin());
         }
         let list_cache = loader.cache.map(|cache| {
@@ -197,29 +126,40 @@ impl Store {
             cache.dir.to_path_buf()
         });
         Ok(Store::new(
-            loader.sources,
+            loader.members,
             origin.join(", "),
-            selection,
+            selection.rule(),
+            loader.budget,
             list_cache,
         ))
     }
 }
 
-/// How many data files one store may hold open (see the module docs).
-fn hold_budget() -> usize {
-    getrlimit(Resource::RLIMIT_NOFILE)
-        .map_or(128, |(soft, _)| usize::try_from(soft / 8).unwrap_or(usize::MAX))
-}
+/// Directory members left out with a warning in one load; the others are
+/// logged at debug level and counted in one more warning.
+const WARN_LEFT_OUT: usize = 10;
 
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
-    offensive: bool,
-    max_entry: usize,
+    rule: Rule,
     opening: Opening,
     cache: Option<Cache<'a>>,
-    sources: Vec<Source>,
-    /// Data files this store may still hold open.
-    may_hold: usize,
+    members: Vec<Member>,
+    budget: Budget,
+    /// Real paths of the directories listed for the path being added: an
+    /// `off` leading back to one of them is a loop.
+    listed: HashSet<PathBuf>,
+    /// Directory members left out as unservable.
+    left_out: usize,
+    /// The first member the memory cap left out, and how many it did.
+    capped: Option<(PathBuf, usize)>,
+}
+
+/// What a directory's listing left out: offensive files, unservable ones.
+#[derive(Debug, Default, Clone, Copy)]
+struct Left {
+    offensive: usize,
+    broken: usize,
 }
 
 /// The [`lists`] cache while loading: the one read, the one to write.
@@ -242,35 +182,37 @@ impl Loader<'_> {
         // (O_DIRECTORY), a file by open_file, which checks what it opened.
         let meta = std::fs::metadata(path).map_err(|e| fail(Problem::Unreadable(e)))?;
         if meta.is_dir() {
-            let before = self.sources.len();
-            let skipped = self.add_dir(path, &meta)?;
-            if self.sources.len() == before {
-                return Err(fail(Problem::NoFortuneFiles { offensive: skipped }));
+            let root: Arc<Path> = std::fs::canonicalize(path)
+                .map_err(|e| fail(Problem::Unreadable(e)))?
+                .into();
+            self.listed = HashSet::from([root.to_path_buf()]);
+            let before = self.members.len();
+            let left = self.add_dir(path, &meta, &root)?;
+            if self.members.len() == before {
+                return Err(fail(match left.broken {
+                    0 => Problem::NoFortuneFiles {
+                        offensive: left.offensive,
+                    },
+                    broken => Problem::NoneServable { broken },
+                }));
             }
             return Ok(());
         }
-        let opened = self.open(path)?;
-        if !self.offensive && (opened.rotated || offensive_by_name(path)) {
+        // Named on its own: anywhere but the kernel's trees.
+        let opened = disk::open_file(path, None, &self.budget, self.rule.max_entry)?;
+        if opened.rotated && !self.rule.offensive || self.rule.refuses_name(path) {
             return Err(fail(Problem::Offensive));
         }
-        self.sources
-            .push(Source::opened(path.to_path_buf(), opened.content));
+        self.members
+            .push(Member::opened(path.to_path_buf(), opened.content));
         Ok(())
     }
 
-    /// [`disk::open_file`], holding the data file while the budget lasts.
-    fn open(&mut self, path: &Path) -> Result<disk::Opened, LoadError> {
-        let opened = disk::open_file(path, self.may_hold > 0, self.max_entry)?;
-        if matches!(opened.content, disk::Content::Indexed(_)) {
-            self.may_hold = self.may_hold.saturating_sub(1);
-        }
-        Ok(opened)
-    }
-
     /// Every file NAME of `dir` with a NAME.dat beside it, as `fortune` chooses
-    /// them, in name order; `off/` too with `offensive`. Returns how many
-    /// offensive ones were left out. `meta`: the directory's, for the cache.
-    fn add_dir(&mut self, dir: &Path, meta: &Metadata) -> Result<usize, LoadError> {
+    /// them, in name order, each by the [`Rule`]; `off/` too with
+    /// `offensive`. `meta`: the directory's, for the cache; `root`: the real
+    /// path of the directory named, which its members must stay in.
+    fn add_dir(&mut self, dir: &Path, meta: &Metadata, root: &Arc<Path>) -> Result<Left, LoadError> {
         let stamp = Stamp::of(meta);
         let key = dir.to_str();
         let cached = self
@@ -278,26 +220,22 @@ impl Loader<'_> {
             .as_ref()
             .and_then(|c| Some(c.old.as_ref()?.files(key?, stamp)?.to_vec()));
         if let (Some(files), Some(cache), Some(key)) = (cached, self.cache.as_mut(), key) {
-            // Only a hint: each file is checked as a listing would when a
-            // pick opens it (see Source::open).
-            let sources = files
+            // Only a hint: a pick opens each file by the same rule.
+            let members = files
                 .iter()
-                .map(|(name, count)| Source::lazy(dir.join(name), *count));
-            self.sources.extend(sources);
+                .map(|(name, count)| Member::lazy(dir.join(name), Arc::clone(root), *count));
+            self.members.extend(members);
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
                 files,
             });
             // Without --offensive, off/ only counts when the directory holds nothing else.
-            let off = dir.join("off");
-            if self.offensive
-                && let Ok(meta) = std::fs::metadata(&off)
-                && meta.is_dir()
-            {
-                self.add_dir(&off, &meta)?;
+            let mut left = Left::default();
+            if self.rule.offensive {
+                self.add_off(dir, root, &mut left)?;
             }
-            return Ok(0);
+            return Ok(left);
         }
         let unreadable = |e| LoadError {
             path: dir.to_path_buf(),
@@ -312,17 +250,17 @@ impl Loader<'_> {
         }
         names.sort();
         let present: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let mut skipped = 0;
+        let mut left = Left::default();
         // What the cache can record: only lazily counted files.
         let mut listed = Some(Vec::new());
         for name in &names {
-            let dat = format!("{name}.dat");
-            if name.starts_with('.') || name.ends_with(".dat") || !present.contains(dat.as_str()) {
+            if !Rule::lists(name, &present) {
                 continue;
             }
+            let dat = format!("{name}.dat");
             let path = dir.join(name);
-            if !self.offensive && offensive_by_name(&path) {
-                skipped += 1;
+            if self.rule.refuses_name(&path) {
+                left.offensive += 1;
                 continue;
             }
             // Lazy: the index's size gives the entry count, one stat per file.
@@ -333,38 +271,25 @@ impl Loader<'_> {
                 .filter(|m| m.is_file() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
                 .and_then(|m| Header::count_from_len(m.len()));
             if let Some(count) = lazy_count {
-                self.sources.push(Source::lazy(path, count));
+                self.members.push(Member::lazy(path, Arc::clone(root), count));
                 if let Some(files) = listed.as_mut() {
                     files.push((name.clone(), count));
                 }
                 continue;
             }
             listed = None;
-            let opened = match self.open(&path) {
-                Ok(opened) => opened,
-                // Not a fortune file after all: reported, left out.
-                Err(
-                    e @ LoadError {
-                        problem: Problem::NotRegular(_) | Problem::TooLarge { .. } | Problem::OnlyLong(_),
-                        ..
-                    },
-                ) => {
-                    log::warn!("{e}; left out");
-                    continue;
+            match self.rule.admit(&path, root, &self.budget) {
+                Verdict::Servable(content) => self.members.push(Member::opened(path, content)),
+                Verdict::Offensive { .. } => left.offensive += 1,
+                Verdict::Unservable(e) => {
+                    left.broken += 1;
+                    self.leave_out(e);
                 }
-                Err(e) => return Err(e),
-            };
-            if !self.offensive && opened.rotated {
-                skipped += 1;
-                continue;
             }
-            self.sources.push(Source::opened(path, opened.content));
         }
         let settled = stamp.settled(std::time::SystemTime::now());
-        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), listed, key)
-            && settled
-            && !files.is_empty()
-        {
+        let files = listed.filter(|files| settled && !files.is_empty());
+        if let (Some(cache), Some(files), Some(key)) = (self.cache.as_mut(), files, key) {
             cache.new.dirs.push(lists::Dir {
                 path: key.to_string(),
                 stamp,
@@ -372,55 +297,92 @@ impl Loader<'_> {
             });
             cache.changed = true;
         }
-        let off = dir.join("off");
         if present.contains("off") {
-            match std::fs::metadata(&off) {
-                Ok(meta) if meta.is_dir() && self.offensive => {
-                    self.add_dir(&off, &meta)?;
-                }
-                Ok(meta) if meta.is_dir() => skipped += 1,
-                _ => {}
+            if self.rule.offensive {
+                self.add_off(dir, root, &mut left)?;
+            } else if std::fs::metadata(dir.join("off")).is_ok_and(|m| m.is_dir()) {
+                left.offensive += 1;
             }
         }
-        Ok(skipped)
+        Ok(left)
     }
-}
 
-/// fortune-mod's marks of an offensive collection other than its index's
-/// rot13 flag: an `off` directory, a name ending in `-o` (BSD).
-pub fn offensive_by_name(path: &Path) -> bool {
-    path.parent()
-        .and_then(Path::file_name)
-        .is_some_and(|d| d == "off")
-        || path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("-o"))
+    /// `dir/off`, if it is a directory inside `root` not listed yet (a link
+    /// such as `off -> .` would list the same files again and again).
+    fn add_off(&mut self, dir: &Path, root: &Arc<Path>, left: &mut Left) -> Result<(), LoadError> {
+        let off = dir.join("off");
+        let fail = |problem| LoadError {
+            path: off.clone(),
+            problem,
+        };
+        let (meta, real) = match std::fs::metadata(&off).and_then(|m| Ok((m, std::fs::canonicalize(&off)?))) {
+            Ok((meta, real)) if meta.is_dir() => (meta, real),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                left.broken += 1;
+                self.leave_out(fail(Problem::Unreadable(e)));
+                return Ok(());
+            }
+        };
+        if !real.starts_with(root) {
+            left.broken += 1;
+            self.leave_out(fail(Problem::Outside {
+                real,
+                root: root.to_path_buf(),
+            }));
+            return Ok(());
+        }
+        if !self.listed.insert(real.clone()) {
+            left.broken += 1;
+            self.leave_out(fail(Problem::Loop(real)));
+            return Ok(());
+        }
+        let inner = self.add_dir(&off, &meta, root)?;
+        left.offensive += inner.offensive;
+        left.broken += inner.broken;
+        Ok(())
+    }
+
+    /// Reports a directory member left out: the first [`WARN_LEFT_OUT`] at
+    /// warning level, the others at debug; those the memory cap left out in
+    /// one line at the end ([`Loader::finish`]).
+    fn leave_out(&mut self, e: LoadError) {
+        if matches!(e.problem, Problem::OverBudget) {
+            let (_, n) = self.capped.get_or_insert((e.path, 0));
+            *n += 1;
+            return;
+        }
+        self.left_out += 1;
+        if self.left_out <= WARN_LEFT_OUT {
+            log::warn!("{e}; left out");
+        } else {
+            log::debug!("{e}; left out");
+        }
+    }
+
+    /// The folded warnings of this load.
+    fn finish(&self) {
+        if self.left_out > WARN_LEFT_OUT {
+            log::warn!(
+                "{} more fortune files left out (logged at debug level)",
+                self.left_out - WARN_LEFT_OUT
+            );
+        }
+        if let Some((first, n)) = &self.capped {
+            log::warn!(
+                "{n} fortune files left out, {} first: the collection's indexes and files read whole reached their cap of {} MiB (see docs/reliability.md)",
+                first.display(),
+                MAX_HELD >> 20
+            );
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// strfile's index of "a\n%\nbc\n%\n" (see strfile.rs), with `flags`.
-    fn dat(flags: u8) -> Vec<u8> {
-        let mut dat = vec![
-            0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, flags, b'%', 0, 0, 0,
-        ];
-        dat.extend([0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
-        dat
-    }
-
-    fn scratch_dir(files: &[(&str, &[u8])]) -> PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("fortunes-store-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, bytes) in files {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-        dir
-    }
+    use crate::fortunes::fixture::{Scratch, TEXT, dat};
 
     fn entries(store: &Store) -> Vec<String> {
         (0..store.len())
@@ -430,13 +392,9 @@ mod tests {
 
     #[test]
     fn eager_and_lazy_read_the_same_entries() {
-        let dir = scratch_dir(&[
-            ("f", b"a\n%\nbc\n%\n"),
-            ("f.dat", &dat(0)),
-            ("plain", b"no index\n"),
-        ]);
+        let dir = Scratch::with(&[("f", TEXT), ("f.dat", &dat(0)), ("plain", b"no index\n")]);
         let selection = Selection {
-            paths: vec![dir.clone()],
+            paths: vec![dir.to_path_buf()],
             ..Selection::default()
         };
         let eager = Store::load(&selection, Opening::Eager).unwrap();
@@ -446,14 +404,14 @@ mod tests {
         assert_eq!(lazy.longest(), None);
         assert_eq!(entries(&eager), ["a", "bc"]);
         assert_eq!(entries(&lazy), ["a", "bc"]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn optional_paths_fall_back_to_the_builtin_fortunes() {
-        let missing = std::env::temp_dir().join(format!("fortunes-missing-{}", std::process::id()));
-        let empty = scratch_dir(&[("plain", b"no index\n")]);
-        let collection = scratch_dir(&[("f", b"a\n%\nbc\n%\n"), ("f.dat", &dat(0))]);
+        let scratch = Scratch::dir();
+        let missing = scratch.join("missing");
+        let empty = Scratch::with(&[("plain", b"no index\n")]);
+        let collection = Scratch::with(&[("f", TEXT), ("f.dat", &dat(0))]);
         let optional = |p: &Path| PathBuf::from(format!("-{}", p.display()));
         let load = |paths: Vec<PathBuf>| {
             Store::load(
@@ -476,21 +434,18 @@ mod tests {
             Problem::Unreadable(_)
         ));
         assert!(matches!(
-            load(vec![empty.clone()]).unwrap_err().problem,
+            load(vec![empty.to_path_buf()]).unwrap_err().problem,
             Problem::NoFortuneFiles { offensive: 0 }
         ));
         // Optional does not hide a collection that is there but wrong.
-        let offensive = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let offensive = Scratch::with(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
         let e = load(vec![optional(&offensive)]).unwrap_err();
         assert!(e.to_string().contains("holds only offensive collections"), "{e}");
-        for dir in [empty, collection, offensive] {
-            std::fs::remove_dir_all(dir).unwrap();
-        }
     }
 
     #[test]
     fn rot13_files_are_offensive() {
-        let dir = scratch_dir(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
+        let dir = Scratch::with(&[("f", b"n\n%\nop\n%\n"), ("f.dat", &dat(4))]);
         let mut selection = Selection {
             paths: vec![dir.join("f")],
             ..Selection::default()
@@ -504,7 +459,7 @@ mod tests {
         );
         // In a directory: left out, or refused when a lazy pick opens it.
         selection = Selection {
-            paths: vec![dir.clone()],
+            paths: vec![dir.to_path_buf()],
             ..Selection::default()
         };
         let e = Store::load(&selection, Opening::Eager).unwrap_err();
@@ -517,6 +472,101 @@ mod tests {
             lazy.entry(0),
             Err(crate::fortunes::EntryError::Refused { .. })
         ));
-        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn load_dir(dir: &Path, offensive: bool, opening: Opening) -> Result<Store, LoadError> {
+        let selection = Selection {
+            paths: vec![dir.to_path_buf()],
+            offensive,
+            ..Selection::default()
+        };
+        Store::load(&selection, opening)
+    }
+
+    #[test]
+    fn members_stay_inside_the_directory_and_off_loops_once() {
+        let dir = Scratch::with(&[
+            ("top/f", TEXT),
+            ("top/f.dat", &dat(0)),
+            ("secret/s", b"secret\n%\n"),
+            ("secret/s.dat", &dat(0)),
+        ]);
+        let top = dir.join("top");
+        let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, top.join(name)).unwrap();
+        // A member leading to the kernel's files or out of the directory.
+        link("/proc/self/environ", "env");
+        link("f.dat", "env.dat");
+        link("../secret/s", "away");
+        link("../secret/s.dat", "away.dat");
+        // off/ leading back to the directory (a loop), then out of it.
+        link(".", "off");
+        for opening in [Opening::Eager, Opening::Lazy] {
+            let store = load_dir(&top, true, opening).unwrap();
+            let served: Vec<String> = (0..store.len())
+                .filter_map(|n| store.entry(n).ok())
+                .map(|e| e.into_owned())
+                .collect();
+            assert_eq!(served, ["a", "bc"], "{opening:?}");
+        }
+        std::fs::remove_file(top.join("off")).unwrap();
+        link("..", "off");
+        let store = load_dir(&top, true, Opening::Eager).unwrap();
+        assert_eq!(entries(&store), ["a", "bc"]);
+        // A member inside, by a link, is served.
+        link("f", "g");
+        link("f.dat", "g.dat");
+        assert_eq!(
+            entries(&load_dir(&top, true, Opening::Eager).unwrap()),
+            ["a", "bc", "a", "bc"]
+        );
+    }
+
+    #[test]
+    fn a_broken_member_is_left_out_not_fatal() {
+        let dir = Scratch::with(&[
+            ("good", TEXT),
+            ("good.dat", &dat(0)),
+            // Not UTF-8, with an index that does not fit it: read whole, refused.
+            ("latin1", b"caf\xe9\n%\n"),
+            ("latin1.dat", b"garbage"),
+            ("loop.dat", &dat(0)),
+        ]);
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        assert_eq!(
+            entries(&load_dir(&dir, false, Opening::Eager).unwrap()),
+            ["a", "bc"]
+        );
+        std::fs::remove_file(dir.join("good")).unwrap();
+        let e = load_dir(&dir, false, Opening::Eager).unwrap_err();
+        assert!(matches!(e.problem, Problem::NoneServable { broken: 2 }), "{e}");
+        assert!(!e.is_absence());
+    }
+
+    #[test]
+    fn the_collection_stops_at_its_memory_cap() {
+        // Each member's index is estimated at 72 bytes of the budget until read.
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for i in 0..3 {
+            files.push((format!("f{i}"), TEXT.to_vec()));
+            files.push((format!("f{i}.dat"), dat(0)));
+        }
+        let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let dir = Scratch::with(&named);
+        let mut loader = Loader {
+            rule: Rule::default(),
+            opening: Opening::Eager,
+            cache: None,
+            members: Vec::new(),
+            // Room to read one (72), keep its table (16) and not read another.
+            budget: Budget::new(72 + 15, 8),
+            listed: HashSet::new(),
+            left_out: 0,
+            capped: None,
+        };
+        loader.add_path(&dir).unwrap();
+        assert_eq!(loader.members.len(), 1);
+        let (first, n) = loader.capped.clone().unwrap();
+        assert_eq!((first, n), (dir.join("f1"), 2));
+        assert_eq!(loader.left_out, 0, "the cap's refusals are folded apart");
     }
 }

@@ -1,24 +1,38 @@
 //! The fortunes: the built-in Qt seven or fortune-mod collections.
 //!
-//! [`load`]: what the admin named, listed and opened ([`Selection`],
-//! [`Opening`], [`LoadError`]); [`disk`]: reading files and their indexes
-//! safely, within documented caps; [`store`]: a loaded collection, entry `n`
-//! of it; [`live`]: the collection being served, swapped on reload, and the
-//! pick; [`strfile`] and [`text`]: the pure parsers; [`daily`]: the quote of
-//! the day; [`lists`]: the directory lists cached for one-connection processes.
+//! [`load`]: what the admin named ([`Selection`], [`Opening`]), listed and
+//! opened; [`member`]: one fortune file of a collection and the rule that
+//! decides whether a directory member is served; [`disk`]: reading files and
+//! their indexes safely; [`limits`]: the caps on what a file or a collection
+//! may hold; [`store`]: a loaded collection, entry `n` of it; [`live`]: the
+//! collection being served, swapped on reload, and the pick; [`error`]: why
+//! a load or an entry fails; [`strfile`] and [`text`]: the pure parsers;
+//! [`daily`]: the quote of the day; [`lists`]: the directory lists cached for
+//! one-connection processes.
+//!
+//! Which may use which (no circle): `load` → `store` → `member` → `disk` →
+//! `limits`, `error`, `strfile`, `text`; `live` → `store`, `daily`; `lists`,
+//! `daily`, `strfile`, `text` use none of them.
 
 pub mod daily;
 pub mod disk;
+pub mod error;
+pub mod limits;
 pub mod lists;
 pub mod live;
 pub mod load;
+pub mod member;
 pub mod store;
 pub mod strfile;
 pub mod text;
 
-pub use disk::{EntryError, MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
+#[cfg(test)]
+mod fixture;
+
+pub use error::{EntryError, LoadError, Problem};
+pub use limits::{MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
 pub use live::Live;
-pub use load::{LoadError, Opening, Problem, Selection};
+pub use load::{Opening, Selection};
 pub use store::Store;
 
 /// The seven fortunes of Qt's Threaded Fortune Server example, verbatim.

@@ -1,35 +1,36 @@
-//! A loaded collection ([`Store`]): its files in order, entry `n` of the
-//! whole collection, which entries fit a length limit, the entry this store
-//! served last, and the warnings about its files, said once per file.
+//! A loaded collection ([`Store`]): its [`Member`]s in order, entry `n` of
+//! the whole collection, which entries fit a length limit and the entry this
+//! store served last.
 //!
 //! A directory member listed lazily ([`Opening::Lazy`](super::Opening)) is
-//! opened on its first pick and checked as a listing would (an index beside
-//! it, a regular file, not offensive without `--offensive`): the [`lists`]
-//! cache that named it is only a hint, dropped when it named a file that
-//! fails these checks.
+//! opened on its first pick and checked by the [`Rule`] a load applies: the
+//! [`lists`] cache that named it is only a hint, dropped when it named a
+//! file that fails the rule or counts otherwise.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::BUILTIN;
-use super::disk::{self, Content, EntryError};
+use super::disk::Content;
+use super::error::{EntryError, Problem};
+use super::limits::Budget;
 use super::lists;
-use super::load::{Selection, offensive_by_name};
+use super::member::{Member, Rule, Verdict};
 use crate::wire::Protocol;
 
 /// A loaded collection of fortunes; never empty.
 #[derive(Debug)]
 pub struct Store {
-    sources: Vec<Source>,
-    /// `ends[k]`: entries in sources `0..=k`, for picking across files by entry count.
+    members: Vec<Member>,
+    /// `ends[k]`: entries in members `0..=k`, for picking across files by entry count.
     ends: Vec<usize>,
     origin: String,
-    /// Serve offensive files found on a pick ([`Opening::Lazy`](super::Opening)).
-    offensive: bool,
-    /// `--max-entry`, for files opened on a pick.
-    max_entry: usize,
+    /// What a member opened on a pick must be ([`Opening::Lazy`](super::Opening)).
+    rule: Rule,
+    /// What members opened on a pick may still take.
+    budget: Budget,
     /// The cache directory whose [`lists`] this store was loaded with: a
     /// file that counts otherwise, or fails a check, when opened makes it stale.
     list_cache: Option<PathBuf>,
@@ -48,48 +49,44 @@ pub struct Store {
 /// The entries (by number) whose frame in a protocol fits a length limit.
 type Fitting = (Protocol, usize, Arc<[usize]>);
 
-/// One fortune file, opened at load or on first pick.
-#[derive(Debug)]
-pub struct Source {
-    path: PathBuf,
-    /// Entries counted for the pick: the index's, or the parsed file's.
-    count: usize,
-    content: OnceLock<Content>,
-    /// A problem with one of its entries was logged at warning level.
-    warned: AtomicBool,
-}
-
 impl Store {
     pub fn builtin() -> Store {
         let entries: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
-        let source = Source::opened(PathBuf::from("built-in"), Content::Memory(entries));
-        Store::new(vec![source], "built-in".into(), &Selection::default(), None)
+        let member = Member::opened(PathBuf::from("built-in"), Content::Memory(entries));
+        Store::new(
+            vec![member],
+            "built-in".into(),
+            Rule::default(),
+            Budget::default(),
+            None,
+        )
     }
 
-    pub(super) fn new(
-        sources: Vec<Source>,
+    pub fn new(
+        members: Vec<Member>,
         origin: String,
-        selection: &Selection,
+        rule: Rule,
+        budget: Budget,
         list_cache: Option<PathBuf>,
     ) -> Store {
         let mut total = 0;
-        let ends = sources
+        let ends = members
             .iter()
-            .map(|s| {
-                total += s.count;
+            .map(|m| {
+                total += m.count();
                 total
             })
             .collect();
-        let longest: Option<Vec<usize>> = sources
+        let longest: Option<Vec<usize>> = members
             .iter()
-            .map(|s| s.content.get().map(Content::longest))
+            .map(|m| m.content().map(Content::longest))
             .collect();
         Store {
-            sources,
+            members,
             ends,
             origin,
-            offensive: selection.offensive,
-            max_entry: selection.max_entry,
+            rule,
+            budget,
             list_cache,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
             fitting: Mutex::new(Vec::new()),
@@ -141,42 +138,39 @@ impl Store {
         }
         let k = self.ends.partition_point(|&end| end <= n);
         let first = if k == 0 { 0 } else { self.ends[k - 1] };
-        let source = &self.sources[k];
-        let content = source.content.get_or_init(|| self.open_member(source));
-        let entry = content.entry(&source.path, n - first);
-        if let Err(e) = &entry {
-            source.report(e);
-        }
-        entry
+        self.members[k].entry(n - first, |member| self.open_member(member))
     }
 
-    /// Opens a member listed lazily on its first pick, checked as a listing
-    /// would check it.
-    fn open_member(&self, source: &Source) -> Content {
-        let path = &source.path;
-        let (content, listing_wrong) = if !self.offensive && offensive_by_name(path) {
-            (Content::Refused("it is offensive (off/ or -o name)".into()), true)
-        } else {
-            match disk::open_file(path, true, self.max_entry) {
-                Ok(opened) if !opened.has_index => {
-                    (Content::Refused("it has no index NAME.dat".into()), true)
-                }
-                // A listing does not open files: it cannot know this one.
-                Ok(opened) if opened.rotated && !self.offensive => (
-                    Content::Refused("its index says it is offensive (rot13)".into()),
-                    false,
-                ),
-                Ok(opened) => {
-                    let recounted = match &opened.content {
-                        Content::Indexed(file) => file.header.count as usize != source.count,
-                        _ => false,
-                    };
-                    (opened.content, recounted)
-                }
-                Err(e) => (Content::Refused(e.to_string()), true),
-            }
+    /// Opens a member listed lazily on its first pick, by the load's [`Rule`].
+    fn open_member(&self, member: &Member) -> Content {
+        let Some(root) = member.root() else {
+            return Content::Refused("it was never opened".into());
         };
-        if listing_wrong && let Some(dir) = &self.list_cache {
+        let (content, listing_wrong) = match self.rule.admit(member.path(), root, &self.budget) {
+            Verdict::Servable(content) => {
+                let recounted = match &content {
+                    Content::Indexed(file) => file.header.count as usize != member.count(),
+                    _ => false,
+                };
+                (content, recounted)
+            }
+            Verdict::Offensive { by_index: true } => (
+                Content::Refused("its index says it is offensive (rot13)".into()),
+                false,
+            ),
+            Verdict::Offensive { by_index: false } => {
+                (Content::Refused("it is offensive (off/ or -o name)".into()), true)
+            }
+            // The cache was right: this process holds too much already.
+            Verdict::Unservable(e) if matches!(e.problem, Problem::OverBudget) => {
+                if self.budget.first_reached() {
+                    log::warn!("{e}; left out, and so is any other file past the cap (said once)");
+                }
+                (Content::Refused(e.to_string()), false)
+            }
+            Verdict::Unservable(e) => (Content::Refused(e.to_string()), true),
+        };
+        if let (true, Some(dir)) = (listing_wrong, &self.list_cache) {
             lists::drop_stale(dir);
         }
         content
@@ -204,37 +198,5 @@ impl Store {
         );
         cache.push((protocol, limit, Arc::clone(&list)));
         list
-    }
-}
-
-impl Source {
-    pub(super) fn opened(path: PathBuf, content: Content) -> Source {
-        Source {
-            path,
-            count: content.count(),
-            content: OnceLock::from(content),
-            warned: AtomicBool::new(false),
-        }
-    }
-
-    /// A directory member to open on its first pick ([`Opening::Lazy`](super::Opening)).
-    pub(super) fn lazy(path: PathBuf, count: usize) -> Source {
-        Source {
-            path,
-            count,
-            content: OnceLock::new(),
-            warned: AtomicBool::new(false),
-        }
-    }
-
-    /// Logs a problem with one of its entries: the first at warning level,
-    /// the others at debug (a file whose entries are all broken would
-    /// otherwise log a line per draw, on every connection).
-    fn report(&self, e: &EntryError) {
-        if self.warned.swap(true, Ordering::Relaxed) {
-            log::debug!("{e}");
-        } else {
-            log::warn!("{e} (further problems with this file are logged at debug level)");
-        }
     }
 }

@@ -216,9 +216,11 @@ pub struct Spans {
 /// Cuts the data file into entries from the offset `table` (the `count + 1`
 /// u32 after the header): in file order entry `i` ends where `i + 1` starts;
 /// in a permuted table (`strfile -r`/`-o`) where the next offset in the
-/// file starts. Entries longer than `max` bytes (their delimiter line not
-/// counted) are left out and counted; a slot at the end of the file (a
-/// permuted table holds the end among its entries) is no entry. The data
+/// file starts. Entries longer than `max` bytes (their last newline and
+/// their delimiter line not counted) are left out and counted; a slot at
+/// the end of the file (a permuted table holds the end among its entries),
+/// an empty one (an offset repeated) and a repeated one are no entries, so
+/// that the count is of entries that may be served. The data
 /// file is `data_len` bytes. `table` shorter than the header says: the
 /// missing slots count as absent (the caller checked the index's size).
 pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<Spans, IndexError> {
@@ -237,7 +239,8 @@ pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<S
         }
     }
     let ordered = header.in_file_order();
-    if ordered && let Some(entry) = offsets.windows(2).position(|w| w[1] < w[0]) {
+    let misplaced = ordered.then(|| offsets.windows(2).position(|w| w[1] < w[0]));
+    if let Some(Some(entry)) = misplaced {
         return Err(IndexError::Unordered {
             entry: entry as u32 + 1,
         });
@@ -252,21 +255,28 @@ pub fn spans(header: &Header, table: &[u8], data_len: u64, max: u32) -> Result<S
     // The end of the file, as a u32: checked above to be at least every offset.
     let file_end = u32::try_from(data_len).unwrap_or(u32::MAX);
     let mut out = Spans::default();
+    // A permuted table's starts already taken: each entry counts once.
+    let mut taken = vec![false; sorted.as_ref().map_or(0, Vec::len)];
     let entries = offsets.len().min(header.count as usize);
     for i in 0..entries {
         let start = offsets[i];
         let end = match &sorted {
             None => offsets.get(i + 1).copied().unwrap_or(file_end),
             Some(sorted) => {
-                let next = sorted.partition_point(|&o| o <= start);
-                sorted.get(next).copied().unwrap_or(file_end)
+                let at = sorted.partition_point(|&o| o < start);
+                if std::mem::replace(&mut taken[at], true) {
+                    continue;
+                }
+                sorted.get(at + 1).copied().unwrap_or(file_end)
             }
         };
-        if u64::from(start) >= data_len {
+        // No bytes (a repeated offset): no entry.
+        if u64::from(start) >= data_len || end <= start {
             continue;
         }
-        // The delimiter line (a byte and a newline) is not the entry's.
-        if end - start > max.saturating_add(2) {
+        // The entry's last newline and the delimiter line (a byte and a
+        // newline) are not the entry's: `max` bytes of text span `max + 3`.
+        if end - start > max.saturating_add(3) {
             out.long += 1;
         } else {
             out.kept.push(Span { start, end });
@@ -326,19 +336,7 @@ pub fn entry(window: &[u8], at_start: bool, at_end: bool, delimiter: u8) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What Debian's strfile wrote for "a\n%\nbc\n%\n" (checked with xxd).
-    const DAT: [u8; 36] = [
-        0, 0, 0, 2, // version
-        0, 0, 0, 2, // 2 entries
-        0, 0, 0, 3, // longest: "bc\n"
-        0, 0, 0, 2, // shortest: "a\n"
-        0, 0, 0, 0, // flags
-        b'%', 0, 0, 0, // delimiter, pad
-        0, 0, 0, 0, // entry 0
-        0, 0, 0, 4, // entry 1
-        0, 0, 0, 9, // end of file
-    ];
+    use crate::fortunes::fixture::DAT;
 
     #[test]
     fn header_fields() {
@@ -439,8 +437,10 @@ mod tests {
         assert_eq!(got.long, 0);
         assert_eq!(span(0, 4).window(), (0, 4));
         assert_eq!(span(4, 9).window(), (3, 9));
-        // "bc\n" is 3 bytes: a limit of 2 leaves it out, "a\n" stays.
+        // "bc" is 2 bytes: a limit of 2 keeps it, 1 leaves it out, "a" stays.
         let got = spans(&h, &DAT[24..], 9, 2).unwrap();
+        assert_eq!((got.kept, got.long), (vec![span(0, 4), span(4, 9)], 0));
+        let got = spans(&h, &DAT[24..], 9, 1).unwrap();
         assert_eq!((got.kept, got.long), (vec![span(0, 4)], 1));
     }
 
@@ -454,6 +454,23 @@ mod tests {
         assert_eq!(got.kept, [span(9, 12), span(0, 4)]);
         let got = spans(&h, &table(&[4, 9, 0, 12]), 12, 100).unwrap();
         assert_eq!(got.kept, [span(4, 9), span(9, 12), span(0, 4)]);
+        // An entry listed twice counts once.
+        let got = spans(&h, &table(&[4, 4, 0, 12]), 12, 100).unwrap();
+        assert_eq!(got.kept, [span(4, 12), span(0, 4)]);
+    }
+
+    #[test]
+    fn repeated_offsets_are_no_entries() {
+        // 262,137 zero offsets of a 2-byte file (an attack on memory): nothing to serve.
+        let mut h = Header::parse(&DAT).unwrap();
+        h.count = 5;
+        let got = spans(&h, &table(&[0, 0, 0, 0, 0, 0]), 2, 100).unwrap();
+        assert_eq!((got.kept, got.long), (vec![], 0));
+        let got = spans(&h, &table(&[0, 0, 0, 4, 4, 9]), 9, 100).unwrap();
+        assert_eq!(got.kept, [span(0, 4), span(4, 9)]);
+        h.flags = RANDOM;
+        let got = spans(&h, &table(&[0, 0, 0, 0, 0, 0]), 2, 100).unwrap();
+        assert_eq!(got.kept, [span(0, 2)]);
     }
 
     #[test]

@@ -49,18 +49,21 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn scratch(tag: &str) -> PathBuf {
+mod scratch;
+pub use scratch::Scratch;
+
+/// A path for a command's output or a socket: small, in this process's own
+/// directory (left behind; `Scratch` is for fortune files).
+fn out_path(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("fortune-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(format!("{}-{tag}", N.fetch_add(1, Ordering::Relaxed)))
 }
 
-/// Writes `contents` to a new scratch file and returns its path.
-pub fn file_with(contents: &[u8]) -> PathBuf {
-    let path = scratch("file");
-    std::fs::write(&path, contents).expect("write scratch file");
-    path
+/// Writes `contents` to a new scratch file (removed when dropped).
+pub fn file_with(contents: &[u8]) -> Scratch {
+    Scratch::file(contents)
 }
 
 /// A command whose output is kept for the failure report.
@@ -166,7 +169,7 @@ impl Cmd {
 
     /// Starts in the background; stopped (by PID) when dropped.
     pub fn spawn(mut self) -> Running {
-        let (out, err) = (scratch("stdout"), scratch("stderr"));
+        let (out, err) = (out_path("stdout"), out_path("stderr"));
         let child = self
             .cmd
             .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
@@ -241,9 +244,7 @@ impl Running {
     /// Waits for exit, up to `limit`; then kills.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let status = self.exited_within(limit);
-        if status.is_none()
-            && let Some(child) = self.child.as_mut()
-        {
+        if let (None, Some(child)) = (status, self.child.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -496,7 +497,7 @@ pub struct NotifySocket {
 
 impl NotifySocket {
     pub fn new() -> NotifySocket {
-        let path = scratch("notify");
+        let path = out_path("notify");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
         socket.set_nonblocking(true).expect("non-blocking notify socket");
         NotifySocket { path, socket }
@@ -588,16 +589,10 @@ fn json_quote(s: &str) -> String {
     out
 }
 
-/// A new scratch directory holding `files` (names may contain `/`).
-pub fn dir_with(files: &[(&str, &[u8])]) -> PathBuf {
-    let dir = scratch("dir");
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    for (name, contents) in files {
-        let path = dir.join(name);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("scratch subdir");
-        std::fs::write(&path, contents).expect("write scratch file");
-    }
-    dir
+/// A new scratch directory holding `files` (names may contain `/`),
+/// removed when dropped.
+pub fn dir_with(files: &[(&str, &[u8])]) -> Scratch {
+    Scratch::with(files)
 }
 
 /// A FIFO at `path` (`mkfifo`), for tests that nothing waits on one.
@@ -764,9 +759,7 @@ impl UdpSpy {
             let Ok(n) = (&self.0).read(&mut buf) else {
                 continue;
             };
-            if let Some(seen) = parse_ipv4_udp(&buf[..n])
-                && wanted(&seen)
-            {
+            if let Some(seen) = parse_ipv4_udp(&buf[..n]).filter(|seen| wanted(seen)) {
                 kept.push(seen);
             }
         }
