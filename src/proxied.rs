@@ -119,6 +119,12 @@ pub fn read_blocking(stream: &mut Stream, timeout: Duration) -> Result<Option<So
     }
 }
 
+/// How long a connection whose header has not arrived is left unwatched,
+/// read again each time the worker comes around, before it is registered
+/// in epoll: the header follows the handshake within a moment, and a
+/// registration costs two `epoll_ctl` and a wake-up of its own.
+pub const WATCH_AFTER: Duration = Duration::from_millis(2);
+
 /// A connection whose header is complete, to be served.
 pub struct Arrived<T> {
     pub stream: Stream,
@@ -136,8 +142,8 @@ pub struct Waiting<T> {
     free: Vec<usize>,
     /// (deadline, slot, serial) in arrival order.
     queue: VecDeque<(Instant, usize, u64)>,
-    /// Slots parked since the last [`Waiting::tend`], not yet in epoll.
-    fresh: Vec<usize>,
+    /// (parked at, slot, serial) of those not yet in epoll, in arrival order.
+    unwatched: VecDeque<(Instant, usize, u64)>,
     serial: u64,
     timeout: Duration,
     stats: Arc<Stats>,
@@ -157,7 +163,7 @@ impl<T> Waiting<T> {
             slots: Vec::new(),
             free: Vec::new(),
             queue: VecDeque::new(),
-            fresh: Vec::new(),
+            unwatched: VecDeque::new(),
             serial: 0,
             timeout,
             stats,
@@ -202,17 +208,23 @@ impl<T> Waiting<T> {
                 self.slots.len() - 1
             }
         };
-        self.queue
-            .push_back((Instant::now() + self.timeout, index, self.serial));
-        self.fresh.push(index);
+        let now = Instant::now();
+        self.queue.push_back((now + self.timeout, index, self.serial));
+        self.unwatched.push_back((now, index, self.serial));
         None
     }
 
-    /// Closes those whose time is up and registers the new ones in
-    /// `epoll`. Returns the next deadline.
-    pub fn tend(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
+    /// Closes those whose time is up; reads those not in epoll again and
+    /// hands those now complete to `serve`; registers in `epoll` those
+    /// unwatched for [`WATCH_AFTER`]. Returns when to come again.
+    pub fn tend(
+        &mut self,
+        epoll: &Epoll,
+        now: Instant,
+        mut serve: impl FnMut(Arrived<T>),
+    ) -> Option<Instant> {
         while let Some(&(deadline, index, serial)) = self.queue.front() {
-            if self.slots[index].as_ref().is_some_and(|e| e.serial == serial) {
+            if self.is_live(index, serial) {
                 if deadline > now {
                     break;
                 }
@@ -224,19 +236,58 @@ impl<T> Waiting<T> {
             }
             self.queue.pop_front();
         }
-        for index in std::mem::take(&mut self.fresh) {
-            let Some(entry) = self.slots.get(index).and_then(Option::as_ref) else {
-                continue;
+        for _ in 0..self.unwatched.len() {
+            let Some((since, index, serial)) = self.unwatched.pop_front() else {
+                break;
             };
-            let interest = EpollEvent::new(
-                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
-                FIRST_KEY + index as u64,
-            );
-            if let Err(e) = epoll.add(entry.stream.as_fd(), interest) {
-                self.close(index, &format!("cannot wait for its PROXY header: {e}"));
+            if !self.is_live(index, serial) {
+                continue;
+            }
+            match self.read(index) {
+                Some(Step::Done(source)) => {
+                    if let Some(e) = self.take(index) {
+                        serve(Arrived {
+                            stream: e.stream,
+                            source,
+                            tag: e.tag,
+                        });
+                    }
+                }
+                Some(Step::Refused(why)) => self.close(index, &why),
+                Some(Step::More) if since + WATCH_AFTER > now => {
+                    self.unwatched.push_back((since, index, serial))
+                }
+                Some(Step::More) | None => self.watch(epoll, index),
             }
         }
-        self.queue.front().map(|&(deadline, ..)| deadline)
+        let expiry = self.queue.front().map(|&(deadline, ..)| deadline);
+        let promotion = self.unwatched.front().map(|&(since, ..)| since + WATCH_AFTER);
+        expiry.into_iter().chain(promotion).min()
+    }
+
+    fn is_live(&self, index: usize, serial: u64) -> bool {
+        self.slots
+            .get(index)
+            .and_then(Option::as_ref)
+            .is_some_and(|e| e.serial == serial)
+    }
+
+    fn read(&mut self, index: usize) -> Option<Step> {
+        let entry = self.slots.get_mut(index)?.as_mut()?;
+        Some(entry.partial.read(&mut entry.stream))
+    }
+
+    fn watch(&mut self, epoll: &Epoll, index: usize) {
+        let Some(entry) = self.slots.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let interest = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+            FIRST_KEY + index as u64,
+        );
+        if let Err(e) = epoll.add(entry.stream.as_fd(), interest) {
+            self.close(index, &format!("cannot wait for its PROXY header: {e}"));
+        }
     }
 
     /// True for the epoll keys of this set.
@@ -248,8 +299,7 @@ impl<T> Waiting<T> {
     /// of `epoll`) if that completed its header.
     pub fn ready(&mut self, epoll: &Epoll, key: u64) -> Option<Arrived<T>> {
         let index = usize::try_from(key.checked_sub(FIRST_KEY)?).ok()?;
-        let entry = self.slots.get_mut(index)?.as_mut()?;
-        match entry.partial.read(&mut entry.stream) {
+        match self.read(index)? {
             Step::More => None,
             Step::Refused(why) => {
                 self.close(index, &why);
@@ -285,6 +335,7 @@ impl<T> Waiting<T> {
             self.slots.clear();
             self.free.clear();
             self.queue.clear();
+            self.unwatched.clear();
         }
         Some(entry)
     }
@@ -315,31 +366,47 @@ mod tests {
         assert_eq!((arrived.source, arrived.tag), (None, 'a'));
         assert!(waiting.is_empty());
 
-        // Half of it: kept, registered, completed by the rest.
+        // Half of it: kept unwatched, then completed before the worker comes around.
+        let nothing = |_: Arrived<char>| panic!("nothing arrives");
+        let (ours, mut quick) = pair();
+        quick.write_all(&LOCAL[..5]).unwrap();
+        assert!(waiting.admit(ours, balancer, 'b').is_none());
+        let promotion = waiting
+            .tend(&epoll, Instant::now(), nothing)
+            .expect("a promotion");
+        assert!(promotion <= Instant::now() + WATCH_AFTER);
+        quick.write_all(&LOCAL[5..]).unwrap();
+        let mut served = Vec::new();
+        assert_eq!(waiting.tend(&epoll, Instant::now(), |a| served.push(a.tag)), None);
+        assert_eq!(served, ['b']);
+        assert!(waiting.is_empty() && ready_keys(&epoll).is_empty());
+
+        // Still half after WATCH_AFTER: registered, and completed by the rest.
         let (ours, mut slow) = pair();
         slow.write_all(&LOCAL[..5]).unwrap();
-        assert!(waiting.admit(ours, balancer, 'b').is_none());
-        let deadline = waiting.tend(&epoll, Instant::now()).expect("a deadline");
+        assert!(waiting.admit(ours, balancer, 'c').is_none());
+        let later = Instant::now() + WATCH_AFTER;
+        let deadline = waiting.tend(&epoll, later, nothing).expect("a deadline");
         assert!(deadline > Instant::now() + Duration::from_secs(59));
         assert!(ready_keys(&epoll).is_empty());
         slow.write_all(&LOCAL[5..]).unwrap();
         assert_eq!(ready_keys(&epoll), [FIRST_KEY]);
         assert!(Waiting::<char>::owns(FIRST_KEY));
         let arrived = waiting.ready(&epoll, FIRST_KEY).expect("complete");
-        assert_eq!(arrived.tag, 'b');
+        assert_eq!(arrived.tag, 'c');
         assert!(waiting.is_empty());
         assert!(ready_keys(&epoll).is_empty(), "out of the epoll set");
-        assert_eq!(waiting.tend(&epoll, Instant::now()), None);
+        assert_eq!(waiting.tend(&epoll, Instant::now(), nothing), None);
 
         // Garbage, a close, and silence past the timeout: refused, counted.
         let (ours, mut junk) = pair();
         junk.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-        assert!(waiting.admit(ours, balancer, 'c').is_none());
-        let (ours, gone) = pair();
         assert!(waiting.admit(ours, balancer, 'd').is_none());
-        let (ours, _silent) = pair();
+        let (ours, gone) = pair();
         assert!(waiting.admit(ours, balancer, 'e').is_none());
-        waiting.tend(&epoll, Instant::now());
+        let (ours, _silent) = pair();
+        assert!(waiting.admit(ours, balancer, 'f').is_none());
+        waiting.tend(&epoll, Instant::now() + WATCH_AFTER, nothing);
         drop(gone);
         for key in ready_keys(&epoll) {
             assert!(waiting.ready(&epoll, key).is_none());
@@ -347,7 +414,7 @@ mod tests {
         assert_eq!(stats.proxy_refused.load(Ordering::Relaxed), 2);
         assert!(!waiting.is_empty());
         assert_eq!(
-            waiting.tend(&epoll, Instant::now() + Duration::from_secs(61)),
+            waiting.tend(&epoll, Instant::now() + Duration::from_secs(61), nothing),
             None
         );
         assert!(waiting.is_empty());

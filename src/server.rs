@@ -445,11 +445,11 @@ impl Worker {
         let mut retire_at = Instant::now() + RETIRE_AFTER;
         loop {
             let now = Instant::now();
-            let next_close = linger
-                .tend(&epoll, now)
-                .into_iter()
-                .chain(waiting.tend(&epoll, now))
-                .min();
+            // Headers completed meanwhile are served before the look at the lingering.
+            let next_header = waiting.tend(&epoll, now, |a| {
+                server.serve(a.stream, a.source, a.tag, &mut linger)
+            });
+            let next_close = linger.tend(&epoll, now).into_iter().chain(next_header).min();
             let idle = |linger: &Linger<_>, waiting: &Waiting<_>| linger.is_empty() && waiting.is_empty();
             let wake_at = if stopping {
                 if server.stop_by.get().is_some_and(|&d| now >= d) {
