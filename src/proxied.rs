@@ -5,7 +5,8 @@
 //! A balancer sends the header at once, so it has almost always arrived by
 //! the time the connection is accepted: one `recv` reads it and the
 //! connection is served on the spot. If not, the connection waits in a
-//! [`Waiting`] set owned by one worker and registered in its epoll set
+//! [`Waiting`] set owned by one worker: read again each time the worker
+//! comes around, then after [`WATCH_AFTER`] registered in its epoll set
 //! beside the listeners, so a slow balancer connection never holds up the
 //! worker's other clients, for at most `--timeout`. A missing or malformed
 //! header closes the connection, with a folded log line.
@@ -93,24 +94,22 @@ pub fn refuse(balancer: impl fmt::Display, why: &str, stats: &Stats) {
     );
 }
 
+fn timed_out(timeout: Duration) -> String {
+    format!("no PROXY header within {} s (--timeout)", timeout.as_secs_f64())
+}
+
 /// For a connection served once (`Accept=yes`, `--inetd`): waits for the
 /// header, up to `timeout`. `Err` is why the connection must be closed.
 pub fn read_blocking(stream: &mut Stream, timeout: Duration) -> Result<Option<SocketAddr>, String> {
     let deadline = Instant::now() + timeout;
     let mut partial = Box::<Partial>::default();
-    let mut more_ok = stream.set_nonblocking(false);
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "no PROXY header within {} s (--timeout)",
-                timeout.as_secs_f64()
-            ));
+            return Err(timed_out(timeout));
         }
-        more_ok = more_ok.and_then(|()| stream.set_read_timeout(left));
-        if let Err(e) = more_ok {
-            return Err(e.to_string());
-        }
+        stream.set_read_timeout(left).map_err(|e| e.to_string())?;
         match partial.read(stream) {
             Step::Done(source) => return Ok(source),
             Step::More => {}
@@ -228,11 +227,7 @@ impl<T> Waiting<T> {
                 if deadline > now {
                     break;
                 }
-                let why = format!(
-                    "no PROXY header within {} s (--timeout)",
-                    self.timeout.as_secs_f64()
-                );
-                self.close(index, &why);
+                self.close(index, &timed_out(self.timeout));
             }
             self.queue.pop_front();
         }

@@ -206,19 +206,27 @@ fn killing_one_host_under_load_loses_only_what_it_held() {
     let hosts = [instances[0].1, instances[1].1, instances[2].1];
     let (haproxy, front) = balancer(&hosts);
     let clients = 16;
-    let bench = |connections: u32| {
+    let bench = |connections: u32, seconds: u32| {
         Cmd::client()
-            .args(["bench", "-q", "--json", "-c", &clients.to_string(), "-d", "20"])
+            .args([
+                "bench",
+                "-q",
+                "--json",
+                "-c",
+                &clients.to_string(),
+                "-d",
+                &seconds.to_string(),
+            ])
             .args(["--connections", &connections.to_string(), &front.to_string()])
     };
-    let load = bench(40_000).spawn();
-    // Killed in the middle of the load (not a timed assertion: the counts
-    // below hold whenever it happens).
+    // 5 s of load, the kill 2 s in (not a timed assertion: the counts below
+    // hold whenever it happens).
+    let load = bench(200_000, 5).spawn();
     let victim = instances.pop().expect("three").0;
     std::thread::sleep(Duration::from_secs(2));
     victim.signal("KILL");
     let during = load.exit(Duration::from_secs(60));
-    let after = bench(5_000).run(Duration::from_secs(60));
+    let after = bench(5_000, 30).run(Duration::from_secs(60));
     let count = |out: &str, field: &str| -> u64 {
         let at = out
             .find(&format!("\"{field}\":"))
