@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cidr::Cidr;
+use crate::fortunes::Selection;
+use crate::fortunes::select::{self, Choice, Length, Named};
 use crate::wire::Protocol;
 
 /// Default address when systemd passes no socket.
@@ -41,9 +43,30 @@ pub struct Cli {
     /// Fortune file (fortune-mod's `%` lines with its strfile index NAME.dat if any, or one
     /// fortune per line) or directory (every file with a NAME.dat, e.g. /usr/share/games/fortunes);
     /// repeatable. A leading `-` makes a PATH optional: left out while missing or without fortune
-    /// files. Default (or nothing left): the built-in seven.
-    #[arg(long, value_name = "PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':')]
-    pub fortunes: Vec<PathBuf>,
+    /// files. `N% PATH` (fortune's `N% PATH`) gives PATH N percent of the picks; paths without one
+    /// share the rest; together at most 100. Default (or nothing left): the built-in seven.
+    #[arg(long, value_name = "[N%] PATH", env = "FORTUNE_FORTUNES", value_delimiter = ':',
+          value_parser = select::parse_named)]
+    pub fortunes: Vec<Named>,
+
+    /// Each file (each member of a directory) equally likely, then an entry in it, whatever
+    /// their sizes; percentages apply first (fortune's -e). Default: each entry equally likely.
+    #[arg(long, env = "FORTUNE_EQUAL")]
+    pub equal: bool,
+
+    /// Serve only short fortunes, of at most --short-max bytes (fortune's -s).
+    #[arg(long, env = "FORTUNE_SHORT", conflicts_with = "long")]
+    pub short: bool,
+
+    /// Serve only long fortunes, of more than --short-max bytes (fortune's -l).
+    #[arg(long, env = "FORTUNE_LONG")]
+    pub long: bool,
+
+    /// The longest fortune counted as short, in bytes as strfile(1) counts them: its lines
+    /// with their newlines (fortune's -n).
+    #[arg(long, value_name = "BYTES", env = "FORTUNE_SHORT_MAX", default_value_t = select::SHORT_MAX as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub short_max: u32,
 
     /// Directory for the cache of the fortune directories' lists, read and written by
     /// one-connection processes (Accept=yes, --inetd) so each need not list them again.
@@ -86,8 +109,10 @@ pub struct Cli {
     pub max_connections: u32,
 
     /// Connections (and descriptors) one source may hold at once, being served or waiting for
-    /// the client to close; a source is a /24 (IPv4) or a /56 (IPv6). More are closed at once,
-    /// without a fortune. 0: no cap (e.g. behind a NAT; behind a load balancer see --proxy-from). Default: 1/8 of the descriptor limit.
+    /// the client to close; a source is a /24 (IPv4) or a /48 (IPv6). More are closed at once,
+    /// without a fortune. Of them, at most 1/8 of --max-connections may be slow readers being
+    /// written; more are reset. 0: no cap, no share (e.g. behind a NAT; behind a load balancer
+    /// see --proxy-from). Default: 1/8 of the descriptor limit.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
     pub max_per_source: Option<u32>,
 
@@ -99,8 +124,9 @@ pub struct Cli {
     #[arg(long, value_name = "CIDR", env = "FORTUNE_PROXY_FROM", value_delimiter = ',')]
     pub proxy_from: Vec<Cidr>,
 
-    /// UDP replies a second per source (a /24 for IPv4, a /56 for IPv6), after a burst of
-    /// --udp-burst; more datagrams go unanswered. 0: no limit.
+    /// UDP replies a second per source (a /24 for IPv4, a /48 for IPv6), after a burst of
+    /// --udp-burst; all sources together get at most 4096 times this, sources seen asking
+    /// in the last 1 to 2 s first; more datagrams go unanswered. 0: no limit.
     #[arg(long, value_name = "N", env = "FORTUNE_UDP_RATE", default_value_t = 5)]
     pub udp_rate: u32,
 
@@ -118,6 +144,37 @@ pub struct Cli {
 /// tests/docs.rs next to what clap gives (the `FORTUNE_*` variables come
 /// from the options themselves).
 pub mod man {
+    /// How the fortune served is chosen, with fortune-mod's names beside
+    /// ours (docs/collections.md says the same at length).
+    pub const CHOOSING: &[(&str, &str)] = &[
+        (
+            "--fortunes 'N% PATH'  (fortune: N% PATH)",
+            "PATH gets N percent of the picks (a whole number from 1 to 100; 'N%PATH' too). \
+             Paths without a percentage share the rest, in proportion to their entries. As \
+             fortune-mod: the percentages add up to at most 100; below 100 some path without one \
+             takes the rest; at 100 none is left without one; otherwise the service stops with \
+             status 2 and one line naming the values. A percentage on a path that is missing or \
+             has no fortune to serve stops it with status 1, unless the path is optional ('N% -PATH'): \
+             then its share goes to the others, in proportion.",
+        ),
+        (
+            "--equal  (fortune -e)",
+            "Each file (each member of a directory) is equally likely, then an entry in it; \
+             within a percentage, its files share it equally; the files without one share the rest.",
+        ),
+        (
+            "--short, --long, --short-max N  (fortune -s, -l, -n N)",
+            "Only fortunes of at most N bytes (default 160), or of more, as strfile(1) counts them: \
+             their lines with the newlines. Nothing of that length left to serve stops the service \
+             with status 1. Over UDP (RFC 865) only fortunes that fit 512 bytes are drawn, whatever \
+             is chosen.",
+        ),
+        (
+            "--daily",
+            "Composes with all of the above: the day's fortune is drawn by the same shares.",
+        ),
+    ];
+
     /// Variables set by systemd (or by hand) that the binary reads.
     pub const ENVIRONMENT: &[(&str, &str)] = &[
         (
@@ -192,6 +249,36 @@ pub mod man {
 }
 
 impl Cli {
+    /// What clap cannot check value by value: fortune-mod's rules for the
+    /// percentages of all `--fortunes` values together. The error is the
+    /// one line to report, as [`parse`] gives it.
+    pub fn check(self) -> Result<Cli, String> {
+        match select::check_shares(&self.fortunes) {
+            Ok(()) => Ok(self),
+            Err(e) => Err(format!("error: {e} (see --help)")),
+        }
+    }
+
+    /// What to serve and how to choose.
+    pub fn selection(&self) -> Selection {
+        let max = self.short_max as usize;
+        let length = match (self.short, self.long) {
+            (true, _) => Length::Short(max),
+            (_, true) => Length::Long(max),
+            _ => Length::Any,
+        };
+        Selection {
+            paths: self.fortunes.iter().map(|n| n.path.clone()).collect(),
+            offensive: self.offensive,
+            max_entry: self.max_entry as usize,
+            choice: Choice {
+                percents: self.fortunes.iter().map(|n| n.percent).collect(),
+                equal: self.equal,
+                length,
+            },
+        }
+    }
+
     /// `--cache-dir`, else the first directory of systemd's `CacheDirectory=`.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         self.cache_dir.clone().or_else(|| {

@@ -15,10 +15,12 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A fortune file or directory is unreadable, not a regular file (a
     /// FIFO, a device), holds no fortunes (or only ones longer than
-    /// `--max-entry`), is too large to read without an index, is not UTF-8
-    /// (without an index), or is offensive without `--offensive`.
+    /// `--max-entry`, or none of the length chosen), is too large to read
+    /// without an index, is not UTF-8 (without an index), or is offensive
+    /// without `--offensive`.
     pub const FORTUNES: u8 = 1;
-    /// Command line or `FORTUNE_*` variable not understood (clap's own status).
+    /// Command line or `FORTUNE_*` variable not understood (clap's own
+    /// status), or `--fortunes` percentages against fortune-mod's rules.
     pub const USAGE: u8 = 2;
     /// The inherited descriptors or `LISTEN_*` variables are not usable.
     pub const ACTIVATION: u8 = 3;
@@ -37,14 +39,19 @@ pub mod exit {
         ),
         (
             FORTUNES,
-            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
-             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry), \
-             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
-             offensive without --offensive. Nothing was served.",
+            "A fortune file named on its own is unreadable, is not a regular file (a FIFO, a device, \
+             a socket; or its index is one), is the kernel's (/proc, /sys, /dev), holds no fortunes \
+             (or only ones longer than --max-entry), is larger than 4 MiB without an index, is not \
+             UTF-8 (a file without index), or is offensive without --offensive; or the collection, \
+             or a path given a percentage, holds no fortune of the length --short or --long chose; \
+             or a directory is unreadable or holds no servable fortune file (broken members are only left out while \
+             one is servable). Nothing was served.",
         ),
         (
             USAGE,
-            "The command line or a FORTUNE_* variable is not understood.",
+            "The command line or a FORTUNE_* variable is not understood, or the --fortunes \
+             percentages break fortune-mod's rules (more than 100 together; below 100 with no path \
+             to take the rest; 100 with paths left without one).",
         ),
         (
             ACTIVATION,
@@ -55,7 +62,9 @@ pub mod exit {
         (LISTEN, "A --listen address cannot be bound."),
         (
             RUNTIME,
-            "The system refused a resource (threads, epoll, signal handling).",
+            "The system refused a resource (threads, epoll, signal handling), or a serving \
+             thread (a worker, a UDP thread) died and could not be replaced: systemd restarts \
+             the service (Restart=on-failure).",
         ),
     ];
 }

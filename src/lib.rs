@@ -25,6 +25,7 @@ pub mod datagram;
 pub mod error;
 pub mod fold;
 pub mod fortunes;
+pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
@@ -35,27 +36,29 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod sockets;
 pub mod sources;
 pub mod stats;
 pub mod wire;
 
-use activation::Activation;
-use fortunes::{Live, Opening, Selection, Store};
+use activation::{Activation, Inherited};
+use fortunes::{Live, Opening, Store};
 
 pub use error::{Cause, Error, exit};
 
-/// Everything `main` does after parsing the command line (and starting
-/// logging, [`logging::init`]).
-pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
-    // Adopt (and unset LISTEN_*) before any thread starts.
-    let activation = activation::activate(cli.inetd, &cli.listen)?;
-    let cache_dir = cli.cache_dir();
-    let selection = Selection {
-        paths: cli.fortunes,
-        offensive: cli.offensive,
-        max_entry: cli.max_entry as usize,
+/// Everything `main` does after taking the inherited descriptors, parsing
+/// the command line and starting logging ([`logging::init`]).
+pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
+    let activation = match activation::activate(inherited, &cli.listen) {
+        Ok(activation) => activation,
+        Err(failed) => {
+            refuse_pending(&failed.hold);
+            return Err(failed.error.into());
+        }
     };
+    let cache_dir = cli.cache_dir();
+    let selection = cli.selection();
     // One connection per process: open only the file picked (see Opening::Lazy).
     let opening = match activation {
         Activation::Connected(_) => Opening::Lazy,
@@ -66,12 +69,14 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
         Err(e) => {
-            activation.refuse_pending();
+            refuse_pending(&activation);
             return Err(e.into());
         }
     };
     match activation {
         Activation::Connected(mut stream) => {
+            // No signalfd in this mode: SIGTERM acts as usual.
+            signals::unblock_stop();
             let trusted = cidr::Trusted::new(cli.proxy_from);
             let mut peer = stream.peer();
             if trusted.trusts(stream.peer_addr()) {
@@ -113,4 +118,11 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
             service::run(config, store, listeners, datagrams)
         }
     }
+}
+
+/// Before exiting with a status that needs the admin: the refusal hold
+/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+pub fn refuse_pending(activation: &Activation) {
+    signals::unblock_stop();
+    activation.refuse_pending();
 }

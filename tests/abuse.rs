@@ -379,7 +379,7 @@ fn flood() {
                 &chars.to_string(),
                 "--fortunes",
             ])
-            .arg(&fortunes)
+            .arg(fortunes.path())
             .args(["--listen", &second.to_string()])
             .env("NOTIFY_SOCKET", &notify.path),
     );
@@ -622,7 +622,7 @@ fn stop_drains_the_backlog_past_clients_that_left() {
             .args(["--max-connections", "1", "--timeout", "10", "--max-entry"])
             .arg(chars.to_string())
             .arg("--fortunes")
-            .arg(&fortunes),
+            .arg(fortunes.path()),
     );
     // The one worker waits for a client that does not read yet.
     let mut hog = TcpStream::connect(addr).expect("connect");
@@ -673,7 +673,7 @@ fn sighup_under_load() {
     let (server, addr) = start(
         Cmd::server()
             .args(["--timeout", "2", "--fortunes"])
-            .arg(&fortunes),
+            .arg(fortunes.path()),
     );
     let pid = Pid::from_raw(server.pid() as i32);
     let done = AtomicBool::new(false);
@@ -828,7 +828,7 @@ fn inetd_client_resets_or_vanishes() {
             "2097152",
             "--fortunes",
         ])
-        .arg(&fortunes)
+        .arg(fortunes.path())
         .stdin(OwnedFd::from(server_end))
         .run(Duration::from_secs(10));
     let took = started.elapsed();
@@ -898,17 +898,7 @@ fn one_source_cannot_hold_every_descriptor() {
     }
     let others_took = started.elapsed();
     most = most.max(server.fds());
-    // What the idle clients got, without closing any: a fortune, or the door.
-    let mut tally = Tally::default();
-    for hog in &hogs {
-        let mut byte = [0u8; 1];
-        let _ = hog.set_read_timeout(Some(Duration::from_secs(5)));
-        tally.add(match hog.peek(&mut byte) {
-            Ok(0) => Outcome::Empty,
-            Ok(_) => Outcome::Complete,
-            Err(e) => outcome_of(&e),
-        });
-    }
+    let tally = what_held_clients_got(&hogs);
     // STATUS= is refreshed every 2 s.
     let closed = format!("{} closed over --max-per-source", HOGS - CAP);
     let end = Instant::now() + Duration::from_secs(5);
@@ -1009,4 +999,177 @@ fn reset_storm_logs_a_count() {
     );
     // The first in full, a count per 10 s, one at stop, plus SIGTERM and "stopped".
     assert!(lines.len() <= 6, "{} log lines\n{}", lines.len(), done.report());
+}
+
+/// What clients still connected got, without closing any: a fortune
+/// (data waiting), or the door (end of stream).
+fn what_held_clients_got(clients: &[TcpStream]) -> Tally {
+    let mut tally = Tally::default();
+    for client in clients {
+        let mut byte = [0u8; 1];
+        let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+        tally.add(match client.peek(&mut byte) {
+            Ok(0) => Outcome::Empty,
+            Ok(_) => Outcome::Complete,
+            Err(e) => outcome_of(&e),
+        });
+    }
+    tally
+}
+
+/// A client that connects and never reads, with the smallest receive buffer
+/// and segments (MSS 536): what it is sent piles up in our socket buffer.
+fn non_reader(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_recv_buffer_size(1)?;
+    socket.set_tcp_mss(536)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+    Ok(socket)
+}
+
+/// Issue 19, item 2: 600 clients of one /24 that never read (receive buffer
+/// 1, MSS 536) while the fortune is longer than a socket buffer takes: they
+/// keep at most their network's share of the writers waiting (1/8 of
+/// --max-connections, 64 of 512), the others are reset at once, and a client
+/// of another network is served while they are all still connected. Its
+/// wait is a figure; the bound on it (30 s, a hang) is far below the
+/// writers' --timeout (120 s), so it is served only if a writer is free.
+#[test]
+fn one_network_cannot_take_every_writer() {
+    let _serial = serial();
+    const HOGS: usize = 600;
+    const SHARE: usize = 512 / 8;
+    need_fds(HOGS as u64 + 200);
+    let chars = 100_000;
+    let fortunes = big_fortune(chars);
+    let (server, addr) = start(
+        Cmd::server()
+            .args([
+                "--timeout",
+                "120",
+                "--max-entry",
+                &chars.to_string(),
+                "--fortunes",
+            ])
+            .arg(fortunes.path()),
+    );
+    let idle_threads = steady(Duration::from_secs(5), || server.threads());
+    let started = Instant::now();
+    let hogs: Vec<socket2::Socket> = (0..HOGS)
+        .map(|i| {
+            non_reader([127, 0, 0, 1].into(), addr)
+                .unwrap_or_else(|e| server.fail(&format!("client {i}: {e}")))
+        })
+        .collect();
+    let connected = started.elapsed();
+    // Every one looked at: as many threads as writers, for a while.
+    let threads = steady(Duration::from_secs(30), || server.threads());
+    let rss = server.rss_kib();
+    let asked = Instant::now();
+    let other = util::connect_from([127, 0, 1, 1].into(), addr)
+        .map(|mut s| read_frame(&mut s, Duration::from_secs(30)))
+        .unwrap_or_else(|e| outcome_of(&e));
+    let waited = asked.elapsed();
+    drop(hogs);
+    let done = server.stop();
+    let reset = format!(
+        "{} slow readers closed over their network's writer share",
+        HOGS - SHARE
+    );
+    figure(
+        "writer_share",
+        &format!(
+            "{HOGS} non-reading clients of 127.0.0.0/24 (rcvbuf 1, MSS 536, {chars}-char fortune) connected in {}; \
+             server then: {threads} threads ({idle_threads} idle), RSS {rss} KiB; a client of 127.0.1.0/24 got {other:?} after {}",
+            ms(connected),
+            ms(waited)
+        ),
+    );
+    assert_eq!(
+        other,
+        Outcome::Complete,
+        "another network's client was not served while one /24 kept writers waiting\n{}",
+        done.report()
+    );
+    // The share's writers beside the idle service's threads; one more may be starting.
+    assert!(
+        threads <= idle_threads + SHARE + 1,
+        "{threads} threads ({idle_threads} idle): more than the /24's share of {SHARE} writers\n{}",
+        done.report()
+    );
+    done.assert_stderr_has(&reset);
+}
+
+/// Issue 19, item 3: an IPv6 /48 (what one site gets) is one source. In a
+/// network namespace of its own, nine /56s of 2001:db8:1::/48 each open
+/// --max-per-source connections and hold them: the service holds one cap's
+/// worth for the whole /48 and closes the rest at once without a fortune,
+/// while a client of another /48 is served.
+#[test]
+fn an_ipv6_48_is_one_source() {
+    if !util::require_root() || !util::require("ip") {
+        return;
+    }
+    let _serial = serial();
+    const CAP: usize = 16;
+    const NETS: usize = 9;
+    let ns = util::Netns::new("v6");
+    ns.add_address("2001:db8:ffff::1/128");
+    for n in 1..=NETS {
+        ns.add_address(&format!("2001:db8:1:{n}00::1/128"));
+    }
+    ns.add_address("2001:db8:2::1/128");
+    let addr: SocketAddr = "[2001:db8:ffff::1]:7017".parse().expect("an address");
+    let server = ns
+        .cmd(util::SERVER)
+        .args(["--timeout", "30", "--max-per-source", &CAP.to_string()])
+        .args(["--listen", &addr.to_string()])
+        .spawn();
+    server.wait_for_log("Serving");
+    let idle_fds = steady(Duration::from_secs(5), || server.fds());
+    let (tally, held, other) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                ns.enter();
+                let hogs: Vec<TcpStream> = (1..=NETS)
+                    .flat_map(|n| (0..CAP).map(move |_| n))
+                    .map(|n| {
+                        let from = format!("2001:db8:1:{n}00::1").parse().expect("an address");
+                        util::connect_from(from, addr)
+                            .unwrap_or_else(|e| server.fail(&format!("from {from}: {e}")))
+                    })
+                    .collect();
+                let held = steady(Duration::from_secs(5), || server.fds());
+                let other = util::connect_from("2001:db8:2::1".parse().expect("an address"), addr)
+                    .map(|mut s| read_frame(&mut s, Duration::from_secs(10)))
+                    .unwrap_or_else(|e| outcome_of(&e));
+                let tally = what_held_clients_got(&hogs);
+                (tally, held, other)
+            })
+            .join()
+            .expect("the clients' thread")
+    });
+    let done = server.stop();
+    figure(
+        "ipv6_48",
+        &format!(
+            "{NETS} /56s of 2001:db8:1::/48 x {CAP} held connections at --max-per-source {CAP}: they saw {tally}; \
+             server fds {idle_fds} idle, {held} held; 2001:db8:2::1 got {other:?}"
+        ),
+    );
+    assert_eq!(
+        (tally.get(Outcome::Complete), tally.get(Outcome::Empty)),
+        (CAP, NETS * CAP - CAP),
+        "one cap's worth served for the whole /48, the rest closed: {tally}\n{}",
+        done.report()
+    );
+    assert_eq!(held, idle_fds + CAP, "the /48 holds one cap\n{}", done.report());
+    assert_eq!(
+        other,
+        Outcome::Complete,
+        "another /48 was not served\n{}",
+        done.report()
+    );
+    done.assert_stderr_has("2001:db8:1::/48 already holds");
 }

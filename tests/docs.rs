@@ -57,7 +57,7 @@ fn generate() -> Vec<(String, Vec<u8>)> {
 }
 
 /// fortune-server(8): clap_mangen's sections, with a SYNOPSIS that names
-/// each option's argument, then EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO
+/// each option's argument, then CHOOSING FORTUNES, EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO
 /// from `fortune_server::exit::MEANINGS`, the options' variables and
 /// `fortune_server::cli::man`.
 fn server_page(mut cmd: clap::Command) -> Vec<u8> {
@@ -88,7 +88,15 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
     }
     synopsis.text(line);
 
+    // A tagged paragraph per (term, meaning), the term in bold.
+    let tagged = |roff: &mut Roff, list: &[(&str, &str)]| {
+        for (term, meaning) in list {
+            roff.control("TP", []).text([bold(*term)]).text([roman(*meaning)]);
+        }
+    };
     let mut extra = Roff::new();
+    extra.control("SH", ["CHOOSING FORTUNES"]);
+    tagged(&mut extra, man::CHOOSING);
     extra.control("SH", ["EXIT STATUS"]);
     for (status, meaning) in fortune_server::exit::MEANINGS {
         extra
@@ -118,12 +126,7 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
                 None => vec![roman("As "), bold(format!("--{long}")), roman(".")],
             });
     }
-    for (vars, meaning) in man::ENVIRONMENT {
-        extra
-            .control("TP", [])
-            .text([bold(*vars)])
-            .text([roman(*meaning)]);
-    }
+    tagged(&mut extra, man::ENVIRONMENT);
     extra.control("SH", ["FILES"]);
     for (path, meaning) in man::FILES {
         extra

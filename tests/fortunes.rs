@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fortune_server::fortunes::lists;
 
+use util::serving as listen;
 use util::{
     Cmd, Running, Scratch, dir_with, fetch, fifo, file_with, free_port, indexed_file, loopback, qt_read,
     require, strfile,
@@ -54,16 +55,6 @@ fn indexed_entries(dir: &Path) -> HashSet<String> {
         }
     }
     all
-}
-
-fn listen(args: &[&str]) -> (Running, SocketAddr) {
-    let addr = loopback(free_port());
-    let server = Cmd::server()
-        .args(["--listen", &addr.to_string()])
-        .args(args)
-        .spawn();
-    server.wait_for_log("Serving");
-    (server, addr)
 }
 
 /// `systemd-socket-activate --accept`: one server process per connection.
@@ -402,6 +393,67 @@ fn failed_reload_keeps_serving_the_old_collection() {
 }
 
 #[test]
+fn reload_keeps_the_percentages() {
+    let ours = file_with(b"ours\n");
+    let theirs = file_with(b"t0\nt1\nt2\nt3\nt4\nt5\nt6\nt7\nt8\nt9\n");
+    let (server, addr) = listen(&[
+        "--fortunes",
+        &format!("80% {}", ours.display()),
+        "--fortunes",
+        &format!("20% {}", theirs.display()),
+    ]);
+    // Theirs grows to 40 entries: by entries, ours would get 1 pick in 41.
+    let forty: String = (0..40).map(|i| format!("t{i}\n")).collect();
+    std::fs::write(&theirs, forty).expect("rewrite the file");
+    server.signal("HUP");
+    server.wait_for_log("reloaded 41 fortunes");
+    let picks = 2_000;
+    let served: Vec<String> = (0..picks).map(|_| fetch(addr)).collect();
+    let share = served.iter().filter(|f| *f == "ours").count() as f64 / picks as f64;
+    util::figure(
+        "reload_keeps_the_percentages",
+        &format!("share of the 80% path after a reload: {share:.3} of {picks} picks"),
+    );
+    assert!((share - 0.8).abs() < 0.04, "{share}");
+    assert!(
+        served.iter().any(|f| f == "t39"),
+        "the reloaded entries are served"
+    );
+    server.stop().assert_code(0);
+}
+
+#[test]
+fn equal_and_short_through_the_environment() {
+    let one = file_with(b"one\n");
+    let long = "x".repeat(40);
+    let many = file_with(format!("m0\nm1\nm2\nm3\nm4\nm5\nm6\nm7\nm8\n{long}\n").as_bytes());
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .env(
+            "FORTUNE_FORTUNES",
+            format!("{}:{}", one.display(), many.display()),
+        )
+        .env("FORTUNE_EQUAL", "true")
+        .env("FORTUNE_SHORT", "true")
+        .env("FORTUNE_SHORT_MAX", "10")
+        .spawn();
+    // The long one is not counted: 1 + 9 may be served.
+    server.wait_for_log("Serving 10 fortunes");
+    let picks = 600;
+    let served: Vec<String> = (0..picks).map(|_| fetch(addr)).collect();
+    assert!(!served.contains(&long), "a long fortune was served");
+    let share = served.iter().filter(|f| *f == "one").count() as f64 / picks as f64;
+    util::figure(
+        "equal_and_short_through_the_environment",
+        &format!("share of the one-fortune file with --equal: {share:.3} of {picks} picks"),
+    );
+    // 0.5 each file (by entries it would be 0.1); 0.1 is over 4 standard deviations.
+    assert!((share - 0.5).abs() < 0.1, "{share}");
+    server.stop().assert_code(0);
+}
+
+#[test]
 fn daily_is_the_same_across_processes() {
     if !require("systemd-socket-activate") || !require(&format!("{DEBIAN}/fortunes.dat")) {
         return;
@@ -661,7 +713,7 @@ fn a_fifo_member_in_one_process_per_connection() {
         let (server_end, _) = listener.accept().expect("accept");
         let done = Cmd::server()
             .args(["--inetd", "--timeout", "2", "--fortunes"])
-            .arg(&dir)
+            .arg(dir.path())
             .stdin(std::os::fd::OwnedFd::from(server_end))
             .run(Duration::from_secs(10));
         done.assert_code(0);
@@ -943,13 +995,13 @@ fn six_hundred_files_under_a_small_descriptor_limit() {
         let addr = loopback(free_port());
         let server = Cmd::server()
             .args(["--listen", &addr.to_string(), "--fortunes"])
-            .arg(&dir)
+            .arg(dir.path())
             .with_fd_limits(soft, hard)
             .spawn();
         server.wait_for_log("Serving 600 fortunes");
         for reload in 1..=3 {
             server.signal("HUP");
-            let end = Instant::now() + Duration::from_secs(10);
+            let end = Instant::now() + Duration::from_secs(60);
             while server.log_count("reloaded 600 fortunes") < reload {
                 if Instant::now() > end {
                     server.fail(&format!("reload {reload} did not complete"));

@@ -39,12 +39,13 @@ fn balancer(hosts: &[SocketAddr; 3]) -> (Running, SocketAddr) {
     let config = util::file_with(documented_config().as_bytes());
     let mut cmd = Cmd::new("haproxy")
         .args(["-db", "-f"])
-        .arg(&config)
+        .arg(config.path())
         .env("FORTUNE_BIND", front.to_string());
     for (i, host) in hosts.iter().enumerate() {
         cmd = cmd.env(&format!("FORTUNE_HOST{}", i + 1), host.to_string());
     }
     let haproxy = cmd.spawn();
+    // Listening, hence done with the configuration file (dropped here).
     drop(connect(front).unwrap_or_else(|e| haproxy.fail(&format!("balancer not listening: {e}"))));
     (haproxy, front)
 }

@@ -399,6 +399,22 @@ impl Content {
         }
     }
 
+    /// The length of entry `i` as strfile(1) counts it (its lines with
+    /// their newlines, not the `%` line), for `--short`/`--long`; `None`
+    /// when the file was refused.
+    pub fn entry_len(&self, i: usize) -> Option<usize> {
+        match self {
+            // As served, plus the newline that ended it in the file.
+            Content::Memory(entries) => entries.get(i).map(|e| e.len() + 1),
+            // The span holds the delimiter line too.
+            Content::Indexed(file) => file
+                .spans
+                .get(i)
+                .map(|s| (s.end - s.start).saturating_sub(2) as usize),
+            Content::Refused(_) => None,
+        }
+    }
+
     /// Entry `i` of the file at `path`; a file may count otherwise than it
     /// was listed (read whole after its index failed, rewritten since): `i`
     /// is taken modulo its count.

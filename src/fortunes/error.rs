@@ -7,6 +7,7 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use super::limits::MAX_HELD;
+use super::select::Length;
 use super::strfile;
 use super::text::TextError;
 
@@ -36,6 +37,9 @@ pub enum Problem {
     },
     /// Named on its own without `--offensive`.
     Offensive,
+    /// No fortune of the length chosen (`--short`, `--long`) in the path
+    /// given a percentage, or in the whole collection.
+    NoneOfLength(Length),
     /// A directory member without its index `NAME.dat` (removed since it was listed).
     NoIndex,
     /// Its index lists no entry that can be served (all empty or the same).
@@ -127,6 +131,10 @@ impl fmt::Display for LoadError {
             Problem::NoIndex => write!(
                 f,
                 "fortune file {path} has no index {path}.dat; index it with strfile(1)"
+            ),
+            Problem::NoneOfLength(length) => write!(
+                f,
+                "{path} holds no fortune of {length}; choose another length or path"
             ),
             Problem::Offensive => write!(
                 f,

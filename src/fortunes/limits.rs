@@ -21,7 +21,7 @@
 //! - [`MAX_HELD`] (32 MiB): what one collection holds in memory, its index
 //!   tables (8 bytes per entry) and the files it read whole. A member that
 //!   would take more is left out, and the load says so in one warning.
-//!   Debian's whole collection takes 60 KiB. A reload holds the old and the
+//!   Debian's `fortunes` takes 120 KiB. A reload holds the old and the
 //!   new collection at once: 64 MiB at most between them.
 //! - Descriptors: a collection holds its data files open (indexes are read
 //!   whole at load), at most an eighth of the soft descriptor limit of them;

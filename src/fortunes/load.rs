@@ -13,16 +13,19 @@ use super::error::{LoadError, Problem};
 use super::limits::{Budget, MAX_ENTRY, MAX_HELD};
 use super::lists::{self, Lists, Stamp};
 use super::member::{Member, Rule, Verdict};
+use super::select::{Choice, Empty, Group, Length};
 use super::store::Store;
 use super::strfile::Header;
 
 /// What to load: the `--fortunes` paths, whether offensive collections may
-/// be served, and the longest entry served (`--max-entry`).
+/// be served, the longest entry served (`--max-entry`), and how the picks
+/// are shared out ([`Choice`]: percentages, `--equal`, `--short`/`--long`).
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
     pub max_entry: usize,
+    pub choice: Choice,
 }
 
 impl Selection {
@@ -41,6 +44,7 @@ impl Default for Selection {
             paths: Vec::new(),
             offensive: false,
             max_entry: MAX_ENTRY,
+            choice: Choice::default(),
         }
     }
 }
@@ -81,9 +85,14 @@ impl Store {
         cache: Option<&Path>,
     ) -> Result<Store, LoadError> {
         if selection.paths.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let offensive = selection.offensive;
+        // Choosing by length needs every entry's length: every file opened.
+        let opening = match selection.choice.length {
+            Length::Any => opening,
+            _ => Opening::Eager,
+        };
         let cache = cache.filter(|_| opening == Opening::Lazy).map(|dir| Cache {
             dir,
             old: lists::read(dir).filter(|l| l.offensive == offensive),
@@ -104,20 +113,31 @@ impl Store {
             capped: None,
         };
         let mut origin = Vec::new();
-        for named in &selection.paths {
+        // Per path loaded: its files and share, and (path, optional).
+        let mut groups = Vec::new();
+        let mut loaded = Vec::new();
+        for (i, named) in selection.paths.iter().enumerate() {
             let (path, optional) = match named.to_str().and_then(|p| p.strip_prefix('-')) {
                 Some(rest) => (Path::new(rest), true),
                 None => (named.as_path(), false),
             };
+            let first = loader.members.len();
             match loader.add_path(path) {
-                Ok(()) => origin.push(path.display().to_string()),
+                Ok(()) => {
+                    origin.push(path.display().to_string());
+                    groups.push(Group {
+                        files: first..loader.members.len(),
+                        percent: selection.choice.percent(i),
+                    });
+                    loaded.push((path, optional));
+                }
                 Err(e) if optional && e.is_absence() => log::info!("{e}; it is optional, left out"),
                 Err(e) => return Err(e),
             }
         }
         loader.finish();
         if loader.members.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let list_cache = loader.cache.map(|cache| {
             if cache.changed {
@@ -125,14 +145,55 @@ impl Store {
             }
             cache.dir.to_path_buf()
         });
-        Ok(Store::new(
+        let origin = origin.join(", ");
+        let mut store = Store::new(
             loader.members,
-            origin.join(", "),
+            origin.clone(),
             selection.rule(),
             loader.budget,
             list_cache,
-        ))
+        );
+        store.share(groups, selection.choice.clone());
+        loop {
+            let (path, problem) = match store.settle() {
+                Ok(()) => return Ok(store),
+                Err(Empty::Group(g)) => match loaded.get(g) {
+                    Some(&(path, true)) => {
+                        log::info!(
+                            "{} holds no fortune of {}; it is optional, left out",
+                            path.display(),
+                            selection.choice.length
+                        );
+                        loaded.remove(g);
+                        store.leave_out(g);
+                        continue;
+                    }
+                    Some(&(path, false)) => (path.to_path_buf(), selection.choice.length),
+                    None => (PathBuf::from(&origin), selection.choice.length),
+                },
+                Err(Empty::All) => (PathBuf::from(&origin), selection.choice.length),
+            };
+            return Err(LoadError {
+                path,
+                problem: Problem::NoneOfLength(problem),
+            });
+        }
     }
+}
+
+/// The built-in fortunes, of the length chosen (`--long` leaves none).
+fn builtin(selection: &Selection) -> Result<Store, LoadError> {
+    let mut store = Store::builtin();
+    let groups = vec![Group {
+        files: 0..1,
+        percent: None,
+    }];
+    store.share(groups, selection.choice.clone());
+    store.settle().map_err(|_| LoadError {
+        path: PathBuf::from(store.origin()),
+        problem: Problem::NoneOfLength(selection.choice.length),
+    })?;
+    Ok(store)
 }
 
 /// Directory members left out with a warning in one load; the others are
@@ -388,6 +449,24 @@ mod tests {
         (0..store.len())
             .map(|n| store.entry(n).unwrap().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn the_builtin_fortunes_are_of_the_length_chosen() {
+        let with = |length| Selection {
+            choice: Choice {
+                length,
+                ..Choice::default()
+            },
+            ..Selection::default()
+        };
+        let short = Store::load(&with(Length::Short(160)), Opening::Eager).unwrap();
+        assert_eq!(short.table().len(), 7);
+        let e = Store::load(&with(Length::Long(160)), Opening::Eager).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "built-in holds no fortune of more than 160 bytes (--long, --short-max); choose another length or path"
+        );
     }
 
     #[test]

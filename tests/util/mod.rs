@@ -66,6 +66,37 @@ pub fn file_with(contents: &[u8]) -> Scratch {
     Scratch::file(contents)
 }
 
+/// The server started from Python the way an activator starts it: `setup`
+/// (Python; `os`, `socket`, `sys`, `time`, `fcntl` and `signal` imported)
+/// leaves the descriptors at 3 and up, a dict `env` of variables to set
+/// (`LISTEN_FDS` among them) and may append server arguments to `sys.argv`;
+/// then the server is exec'd with `LISTEN_PID` set to its (Python's) PID
+/// (descriptors `LISTEN_FDS` claims may be closed, for tests of that).
+/// None if `/usr/bin/python3` is missing (see [`require`]).
+pub fn activator(setup: &str) -> Option<Cmd> {
+    if !require("/usr/bin/python3") {
+        return None;
+    }
+    let script = format!(
+        "import os, socket, sys, time, fcntl, signal\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
+         for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))):\n\
+         \x20   if os.path.exists(f'/proc/self/fd/{{fd}}'): os.set_inheritable(fd, True)\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
+    );
+    Some(Cmd::new("/usr/bin/python3").args(["-c", &script, SERVER]))
+}
+
+/// The server with `args` on a free loopback port (`--listen`), serving.
+pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = Cmd::server()
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
+}
+
 /// A command whose output is kept for the failure report.
 pub struct Cmd {
     cmd: Command,
@@ -143,7 +174,16 @@ impl Cmd {
     /// [`Cmd::with_fd_limit`] with a soft limit below the hard one, as
     /// systemd sets them (1024 and 524288 by default).
     pub fn with_fd_limits(self, soft: u32, hard: u32) -> Cmd {
-        let ulimit = format!("ulimit -Sn {soft} && ulimit -Hn {hard}");
+        self.under_ulimit(format!("ulimit -Sn {soft} && ulimit -Hn {hard}"))
+    }
+
+    /// Runs under a limit of `mib` MiB of address space (`ulimit -v`): its
+    /// resident set can be no larger.
+    pub fn with_memory_limit(self, mib: u32) -> Cmd {
+        self.under_ulimit(format!("ulimit -v {}", mib * 1024))
+    }
+
+    fn under_ulimit(self, ulimit: String) -> Cmd {
         let shown = format!("{ulimit}; exec {}", self.shown);
         let mut limited = Cmd::new("sh")
             .arg("-c")
@@ -307,10 +347,19 @@ impl Running {
 
     /// Resident memory in KiB (VmRSS in /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The largest resident set size it had so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -523,6 +572,25 @@ impl Default for NotifySocket {
 /// A misbehaving server for client tests: on 127.0.0.1, answers each of the
 /// first `connections` clients with `reply` (then closes, or holds the
 /// connection open for `hold` first). Its thread ends after that many.
+/// A server for one connection that sends `header`, then zeros until
+/// `total` bytes are sent or the client goes away.
+pub fn streaming_server(header: &[u8], total: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let header = header.to_vec();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let zeros = vec![0u8; 1 << 16];
+            let mut sent = header.len();
+            let _ = s.write_all(&header);
+            while sent < total && s.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+        }
+    });
+    addr
+}
+
 pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
@@ -568,7 +636,7 @@ pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expecte
     let done = qt_script("qt_fortune_client.py", addr)
         .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
-        .arg(&expect)
+        .arg(expect.path())
         .run(Duration::from_secs(120));
     done.assert_code(0);
     done.stdout
@@ -705,28 +773,58 @@ pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result
 /// Sends one UDP datagram with a forged source (a raw socket writing its
 /// own IPv4 header; root only). Loopback destinations only.
 pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
-    assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
-    let len = 20 + 8 + payload.len();
-    let mut packet = Vec::with_capacity(len);
-    // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
-    packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
-    packet.extend_from_slice(&from.ip().octets());
-    packet.extend_from_slice(&to.ip().octets());
-    // UDP header, checksum 0 (none, allowed over IPv4).
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    let raw = socket2::Socket::new(
+    Spoofer::new().send(from, to, payload);
+}
+
+/// A raw IPv4 socket for UDP (root only).
+fn raw_udp_socket() -> socket2::Socket {
+    socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::RAW,
         Some(socket2::Protocol::UDP),
     )
-    .expect("a raw socket (root)");
-    raw.set_header_included_v4(true).expect("IP_HDRINCL");
-    raw.send_to(&packet, &SocketAddr::V4(to).into())
-        .expect("send the spoofed datagram");
+    .expect("a raw socket (root)")
+}
+
+/// A raw socket that forges UDP datagrams (root only), kept for a flood.
+pub struct Spoofer(socket2::Socket);
+
+impl Spoofer {
+    pub fn new() -> Spoofer {
+        let raw = raw_udp_socket();
+        raw.set_header_included_v4(true).expect("IP_HDRINCL");
+        Spoofer(raw)
+    }
+
+    /// Sends `payload` to `to` (loopback only) as if from `from`.
+    pub fn send(&self, from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
+        assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
+        let len = 20 + 8 + payload.len();
+        let mut packet = Vec::with_capacity(len);
+        // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
+        packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        packet.extend_from_slice(&from.ip().octets());
+        packet.extend_from_slice(&to.ip().octets());
+        // UDP header, checksum 0 (none, allowed over IPv4).
+        packet.extend_from_slice(&from.port().to_be_bytes());
+        packet.extend_from_slice(&to.port().to_be_bytes());
+        packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(payload);
+        // A full send buffer under a flood: the datagram is lost, as on a network.
+        if let Err(e) = self.0.send_to(&packet, &SocketAddr::V4(to).into()) {
+            assert!(
+                matches!(e.raw_os_error(), Some(nix::libc::ENOBUFS | nix::libc::EAGAIN)),
+                "send the spoofed datagram: {e}"
+            );
+        }
+    }
+}
+
+impl Default for Spoofer {
+    fn default() -> Self {
+        Spoofer::new()
+    }
 }
 
 /// One UDP datagram seen on the host: source, destination, payload.
@@ -738,12 +836,7 @@ pub struct UdpSpy(socket2::Socket);
 
 impl UdpSpy {
     pub fn new() -> UdpSpy {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .expect("a raw socket (root)");
+        let raw = raw_udp_socket();
         raw.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         UdpSpy(raw)
@@ -786,4 +879,69 @@ fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
         std::net::SocketAddrV4::new(ip(16), port(header + 2)),
         p[header + 8..].to_vec(),
     ))
+}
+
+/// A network namespace made for one test (`ip netns add`; root only): its
+/// loopback up, and whatever addresses the test adds to it. Deleted (by its
+/// name) when dropped. Traffic to or from it never leaves the host.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named after `tag` and this process; the caller has
+    /// `require_root()`d and `require("ip")`d.
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "fortune-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ip(&["netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Adds `addr` (e.g. `2001:db8:1:100::1/128`) to its loopback.
+    pub fn add_address(&self, addr: &str) {
+        self.ip(&["address", "add", addr, "dev", "lo", "nodad"]);
+    }
+
+    /// `program` run inside it (`ip netns exec`, which execs it: the PID is the program's).
+    pub fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new("ip").args(["netns", "exec", self.name.as_str(), program])
+    }
+
+    /// Moves the calling thread into it: the sockets it makes from now on
+    /// belong to the namespace. Call it from a thread of the test's own.
+    pub fn enter(&self) {
+        let ns = File::open(format!("/run/netns/{}", self.name)).expect("the namespace's file");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering network namespace {}: {e}", self.name));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
