@@ -19,10 +19,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7017";
 /// Serves a random fortune per connection, as Qt's Threaded Fortune Server
 /// does (`QDataStream << QString`), adopting the sockets systemd passes.
 ///
-/// With sockets from systemd (LISTEN_FDS), each is asked what it is: a
-/// listening socket (Accept=no) is served by a pool of threads, one per
-/// connection; a connected socket (Accept=yes) is served once, then the
-/// process exits. Without them it listens on --listen.
+/// With sockets from systemd (LISTEN_FDS), each is asked what it is:
+/// listening sockets (Accept=no) are served by worker threads that each serve
+/// many connections, one more only while every worker waits for a slow reader
+/// (up to --max-connections); a connected socket (Accept=yes) is served once,
+/// then the process exits. Without them it listens on --listen.
 #[derive(Debug, Parser)]
 #[command(name = "fortune-server", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -36,7 +37,8 @@ pub struct Cli {
     )]
     pub listen: Vec<SocketAddr>,
 
-    /// Framing for sockets whose systemd name (FileDescriptorName=) is not a protocol.
+    /// Framing, unless a listening socket's systemd name (FileDescriptorName=) is qt, qt4 or
+    /// text. Under Accept=yes systemd names the connection "connection": this option decides.
     #[arg(long, value_enum, env = "FORTUNE_PROTOCOL", default_value_t = Protocol::Qt)]
     pub protocol: Protocol,
 
@@ -103,7 +105,9 @@ pub struct Cli {
     #[arg(long, env = "FORTUNE_INETD")]
     pub inetd: bool,
 
-    /// Connections served at once, across all sockets; more wait in the kernel's backlog.
+    /// Connections being written at once, across all sockets (a worker thread each while its
+    /// client is slow to read); more wait in the kernel's backlog. Clients whose fortune is
+    /// written and who have yet to close do not count.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
@@ -180,7 +184,9 @@ pub mod man {
         (
             "LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID",
             "Sockets passed by systemd (sd_listen_fds(3)): descriptors 3 and up, their \
-             FileDescriptorName= (qt, qt4 or text choose the framing), and the process they are for \
+             FileDescriptorName= (qt, qt4 or text choose a listening socket's framing; under \
+             Accept=yes systemd names the connection \"connection\" and --protocol applies), and \
+             the process they are for \
              (another PID: ignored, and --listen is bound). Unset once read.",
         ),
         (

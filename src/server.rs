@@ -56,8 +56,8 @@ use crate::wire::Protocol;
 const SPARE_WORKERS: usize = 1;
 /// An idle worker beyond the spares retires after this long without a client.
 const RETIRE_AFTER: Duration = Duration::from_secs(5);
-/// Pause after the process ran out of descriptors before accepting again.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after accept ran out of descriptors or kernel memory, before accepting again.
+const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 /// Clients a worker accepts in a row from one listener before it looks at
 /// its other events (peers closing, the other listeners).
 const ACCEPT_BATCH: usize = 64;
@@ -358,7 +358,7 @@ impl Server {
                     if !self.out_of_resources.swap(true, Ordering::Relaxed) {
                         log::warn!(message_id = crate::logging::id::OUT_OF_FDS; "cannot accept on {listener}: {e}; pausing until descriptors free up");
                     }
-                    std::thread::sleep(FD_BACKOFF);
+                    std::thread::sleep(RESOURCE_BACKOFF);
                     return Backlog::Paused;
                 }
                 AcceptError::Listener => {
@@ -569,7 +569,7 @@ impl Worker {
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     log::error!("waiting for clients failed: {e}; retrying");
-                    std::thread::sleep(FD_BACKOFF);
+                    std::thread::sleep(RESOURCE_BACKOFF);
                     continue;
                 }
             };

@@ -176,7 +176,7 @@ impl AsFd for Listener {
 /// Helpers for the unit tests of the modules that hold streams in epoll.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::Stream;
+    use crate::sockets::Stream;
     use nix::sys::epoll::{Epoll, EpollEvent, EpollTimeout};
     use std::os::unix::net::UnixStream;
 

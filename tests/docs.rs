@@ -259,3 +259,222 @@ fn message_ids_are_documented() {
         );
     }
 }
+
+fn read_doc(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// docs/reference.md's row for `--long` in the table after `section`, its
+/// cells without backticks.
+fn reference_row(reference: &str, section: &str, long: &str) -> Option<Vec<String>> {
+    let table = reference.split(section).nth(1)?.split("\n## ").next()?;
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("| `--{long} ")) || l.starts_with(&format!("| `--{long}`")))
+        .map(|l| {
+            l.replace('`', "")
+                .split(" | ")
+                .map(|c| c.trim_matches([' ', '|']).to_string())
+                .collect()
+        })
+}
+
+/// Every option of fortune-server has its row in docs/reference.md, with
+/// clap's variable and default, and every row is an option.
+#[test]
+fn reference_lists_every_option_as_clap_defines_it() {
+    let reference = read_doc("docs/reference.md");
+    let mut cmd = fortune_server::cli::Cli::command();
+    cmd.build();
+    let mut problems = Vec::new();
+    let mut longs = BTreeSet::new();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        longs.insert(long.to_string());
+        let Some(row) = reference_row(&reference, "## Command line", long) else {
+            problems.push(format!("--{long} has no row"));
+            continue;
+        };
+        let var = arg
+            .get_env()
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !row[1].starts_with(&var) {
+            problems.push(format!("--{long}: variable {:?}, clap says {var}", row[1]));
+        }
+        let default = match arg.get_action() {
+            clap::ArgAction::SetTrue => Some("off".to_string()),
+            _ => arg
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned()),
+        };
+        if let Some(default) = default.filter(|d| row[2] != *d) {
+            problems.push(format!("--{long}: default {:?}, clap says {default}", row[2]));
+        }
+    }
+    let section = reference.split("## Command line").nth(1).unwrap_or_default();
+    for line in section.split("\n## ").next().unwrap_or_default().lines() {
+        let Some(rest) = line.strip_prefix("| `--") else {
+            continue;
+        };
+        let long: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if !longs.contains(&long) {
+            problems.push(format!("a row for --{long}, which fortune-server does not have"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/reference.md's option table and the clap definitions (src/cli.rs) disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// Where a fact is said.
+enum Place {
+    /// `fortune-server --help`, the text above the options.
+    About,
+    /// The help of one option of fortune-server (also its man page entry).
+    Help(&'static str),
+    /// The option's row in docs/reference.md.
+    Row(&'static str),
+    /// fortune-server(8)'s ENVIRONMENT entry that names this variable.
+    Environment(&'static str),
+    /// A whole file.
+    Doc(&'static str),
+}
+
+/// Facts said in several places: each must say it (in these words,
+/// backticks aside), so a correction in one place cannot leave another behind.
+const SAID: &[(&str, &[Place])] = &[
+    (
+        "being written at once",
+        &[Place::Help("max-connections"), Place::Row("max-connections")],
+    ),
+    (
+        "do not count",
+        &[Place::Help("max-connections"), Place::Row("max-connections")],
+    ),
+    (
+        "each serve many connections",
+        &[Place::About, Place::Doc("docs/admin.md")],
+    ),
+    (
+        "names the connection",
+        &[
+            Place::Help("protocol"),
+            Place::Row("protocol"),
+            Place::Environment("LISTEN_FDNAMES"),
+        ],
+    ),
+];
+
+/// Claims the code no longer bears out: said nowhere.
+const RETRACTED: &[&str] = &[
+    "one per connection",
+    "a thread each",
+    "within 2x",
+    "Connections served at once",
+    "--max-connections (512) served at once",
+    "do not slow anyone",
+];
+
+fn said_in(place: &Place, reference: &str) -> String {
+    let mut cmd = fortune_server::cli::Cli::command();
+    cmd.build();
+    let help = |long: &str| {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("no option --{long}"));
+        arg.get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    };
+    let text = match place {
+        Place::About => cmd.get_long_about().map(|h| h.to_string()).unwrap_or_default(),
+        Place::Help(long) => help(long),
+        Place::Row(long) => reference_row(reference, "## Command line", long)
+            .unwrap_or_else(|| panic!("docs/reference.md has no row for --{long}"))
+            .join(" | "),
+        Place::Environment(var) => fortune_server::cli::man::ENVIRONMENT
+            .iter()
+            .find(|(vars, _)| vars.contains(var))
+            .map(|(_, meaning)| meaning.to_string())
+            .unwrap_or_else(|| panic!("no ENVIRONMENT entry for {var}")),
+        Place::Doc(path) => read_doc(path),
+    };
+    text.replace('`', "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn facts_said_twice_agree_and_retracted_ones_are_gone() {
+    let reference = read_doc("docs/reference.md");
+    let mut problems = Vec::new();
+    for (fact, places) in SAID {
+        for place in *places {
+            if !said_in(place, &reference).contains(fact) {
+                let name = match place {
+                    Place::About => "fortune-server --help (above the options)".to_string(),
+                    Place::Help(long) => format!("--{long}'s help (src/cli.rs)"),
+                    Place::Row(long) => format!("docs/reference.md's row for --{long}"),
+                    Place::Environment(var) => format!("the man page's {var} (src/cli.rs, man)"),
+                    Place::Doc(path) => path.to_string(),
+                };
+                problems.push(format!("{name} does not say {fact:?}"));
+            }
+        }
+    }
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for (command, _) in COMMANDS {
+        let mut cmd = command();
+        texts.push((
+            format!("{} --help", cmd.get_name()),
+            cmd.render_long_help().to_string(),
+        ));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["docs", "."] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("read a docs directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                let text = std::fs::read_to_string(&path).expect("read a document");
+                texts.push((
+                    path.strip_prefix(root).unwrap_or(&path).display().to_string(),
+                    text,
+                ));
+            }
+        }
+    }
+    texts.push(("tests/abuse.rs".into(), read_doc("tests/abuse.rs")));
+    for (name, text) in &texts {
+        let flat = text
+            .replace('`', "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for claim in RETRACTED {
+            if flat.contains(claim) {
+                problems.push(format!(
+                    "{name} says {claim:?}, which the code no longer bears out"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the docs and the code disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}

@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use fortune_server::exit;
-use util::{Cmd, Finished, SERVER, activator, file_with, free_port, loopback};
+use util::{Cmd, Finished, SERVER, Scratch, activator, file_with, free_port, loopback};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -275,7 +275,7 @@ fn bad_percentages_are_one_line_naming_the_value() {
 /// What a client the test forks before exec'ing the server saw: Python that
 /// sets `r` (in a child, `os.fork() == 0`) and the path it is written to.
 fn client_saw(result: &std::path::Path, done: &Finished) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match std::fs::read_to_string(result) {
             Ok(r) if !r.is_empty() => {
@@ -290,10 +290,9 @@ fn client_saw(result: &std::path::Path, done: &Finished) -> String {
     }
 }
 
-fn result_file(name: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("fortune-tests-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// An empty file for the client's report (removed, with its directory, when dropped).
+fn result_file() -> Scratch {
+    Scratch::file(b"")
 }
 
 /// A client waiting on the passed socket when the server cannot start, and
@@ -304,7 +303,7 @@ fn result_file(name: &str) -> std::path::PathBuf {
 /// that clients that keep coming start it at most that often. The socket is
 /// fd 3, `LISTEN_FDS=1` unless `setup` (Python, see [`activator`]) says more.
 fn waiting_client_after(setup: &str, code: u8) {
-    let result = result_file(&format!("waiting-{code}"));
+    let result = result_file();
     let Some(done) = py(&format!(
         "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
          c = socket.create_connection(l.getsockname())\n\
@@ -356,7 +355,7 @@ fn a_waiting_client_is_closed_when_a_descriptor_is_unusable() {
 /// socket. A usage error must not write a byte there (it goes to the journal).
 #[test]
 fn a_usage_error_under_inetd_writes_nothing_to_the_client() {
-    let result = result_file("inetd-usage");
+    let result = result_file();
     let Some(done) = py(&format!(
         "a, b = socket.socketpair()\n\
          if os.fork() == 0:\n\

@@ -231,7 +231,14 @@ pub fn read_to_close(
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(size) = announced(protocol, buf).filter(|&size| size > MAX_ANSWER) {
-            return Err(too_large(&peer, format!("announces a frame of {size} bytes")));
+            let mut e = too_large(&peer, format!("announces a frame of {size} bytes"));
+            // Another framing's whole frame, e.g. text whose first bytes read as a Qt header.
+            if let Some(other) = framing_of(buf).filter(|&p| p != protocol) {
+                e.message = format!(
+                    "the server's answer is not a {protocol} fortune (they read as --protocol {other}: try that)"
+                );
+            }
+            return Err(e);
         }
     }
 }

@@ -41,25 +41,22 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+mod process;
+
+/// Held by a test that must run alone in its binary (heavy load, or counts
+/// that another test's traffic would disturb); a failed holder frees it.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    process::free_port().expect("a free loopback port")
 }
 
 mod scratch;
 pub use scratch::Scratch;
-
-/// A path for a command's output or a socket: small, in this process's own
-/// directory (left behind; `Scratch` is for fortune files).
-fn out_path(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("fortune-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join(format!("{}-{tag}", N.fetch_add(1, Ordering::Relaxed)))
-}
 
 /// Writes `contents` to a new scratch file (removed when dropped).
 pub fn file_with(contents: &[u8]) -> Scratch {
@@ -102,26 +99,21 @@ pub struct Cmd {
     cmd: Command,
     shown: String,
     stdin: Option<Stdio>,
+    /// `spawn` returns once the log has this many `Listening on` lines
+    /// (systemd-socket-activate's, one per socket, before it accepts).
+    listening: usize,
 }
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
         let mut cmd = Command::new(program);
         // Tests set what they need; inherited activation variables would confuse them.
-        for var in [
-            "LISTEN_PID",
-            "LISTEN_FDS",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "JOURNAL_STREAM",
-        ] {
-            cmd.env_remove(var);
-        }
+        process::clean_env(&mut cmd);
         Cmd {
             cmd,
             shown: program.to_string(),
             stdin: None,
+            listening: 0,
         }
     }
 
@@ -133,9 +125,12 @@ impl Cmd {
         Cmd::new(CLIENT)
     }
 
-    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
+    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's
+    /// own args; `spawn` returns once it listens on every `-l` socket.
     pub fn socket_activate(args: &[&str]) -> Cmd {
-        Cmd::new("systemd-socket-activate").args(args).arg(SERVER)
+        let mut cmd = Cmd::new("systemd-socket-activate").args(args).arg(SERVER);
+        cmd.listening = args.iter().filter(|a| **a == "-l").count();
+        cmd
     }
 
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
@@ -209,7 +204,8 @@ impl Cmd {
 
     /// Starts in the background; stopped (by PID) when dropped.
     pub fn spawn(mut self) -> Running {
-        let (out, err) = (out_path("stdout"), out_path("stderr"));
+        let files = Scratch::dir();
+        let (out, err) = (files.join("stdout"), files.join("stderr"));
         let child = self
             .cmd
             .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
@@ -217,12 +213,21 @@ impl Cmd {
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
-        Running {
+        let running = Running {
             child: Some(child),
             shown: self.shown,
             out,
             err,
+            _files: files,
+        };
+        let end = Instant::now() + Duration::from_secs(60);
+        while running.log_count("Listening on") < self.listening {
+            if Instant::now() > end {
+                running.fail("not listening within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        running
     }
 }
 
@@ -232,6 +237,9 @@ pub struct Running {
     shown: String,
     out: PathBuf,
     err: PathBuf,
+    /// Holds `out` and `err`; removed after the failure report (a field
+    /// drops after `Drop::drop`).
+    _files: Scratch,
 }
 
 pub struct Finished {
@@ -406,12 +414,13 @@ impl Running {
         self.stderr().lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// Waits until the log says the service is serving (or fails the test).
+    /// Waits until the log has `needle` (or fails the test after a minute,
+    /// which only a hang takes).
     pub fn wait_for_log(&self, needle: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(60);
         while !self.stderr().contains(needle) {
             if Instant::now() > end {
-                self.fail(&format!("no {needle:?} in the log within 10 s"));
+                self.fail(&format!("no {needle:?} in the log within 60 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -542,24 +551,32 @@ pub fn figure(test: &str, line: &str) {
 pub struct NotifySocket {
     pub path: PathBuf,
     socket: std::os::unix::net::UnixDatagram,
+    seen: std::sync::Mutex<Vec<String>>,
+    _dir: Scratch,
 }
 
 impl NotifySocket {
     pub fn new() -> NotifySocket {
-        let path = out_path("notify");
+        let dir = Scratch::dir();
+        let path = dir.join("notify");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
         socket.set_nonblocking(true).expect("non-blocking notify socket");
-        NotifySocket { path, socket }
+        NotifySocket {
+            path,
+            socket,
+            seen: Default::default(),
+            _dir: dir,
+        }
     }
 
-    /// Every message received so far.
+    /// Every message received so far (also those an earlier call returned).
     pub fn messages(&self) -> Vec<String> {
         let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while let Ok(n) = self.socket.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        out
+        seen.clone()
     }
 }
 
@@ -608,23 +625,7 @@ pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAd
 /// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
 /// as Qt's examples that choose a random one; waits up to 10 s.
 pub fn listening_port(pid: u32) -> Option<u16> {
-    let tag = format!("pid={pid},");
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let port = text
-            .lines()
-            .find(|l| l.contains(&tag))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|local| local.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
-        if port.is_some() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+    process::listening_port(pid, Duration::from_secs(10))
 }
 
 /// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
