@@ -290,15 +290,15 @@ fn a_server_that_never_stops_sending_is_refused_within_the_cap() {
         (
             &[0x7f, 0xff, 0xff, 0xfe],
             "qt",
-            format!("announces a frame of 2147483650 bytes, more than the {MAX_ANSWER}"),
+            format!("announces a frame of 2147483650 bytes, more than the {MAX_ANSWER} bytes"),
         ),
         // Announces 30 MiB (within the cap), then sends 200 MB.
         (
             &(30u32 << 20).to_be_bytes(),
             "qt",
-            format!("sends more than {MAX_ANSWER} bytes"),
+            format!("sends more than the {MAX_ANSWER} bytes"),
         ),
-        (b"", "text", format!("sends more than {MAX_ANSWER} bytes")),
+        (b"", "text", format!("sends more than the {MAX_ANSWER} bytes")),
     ];
     for (header, protocol, why) in cases {
         let addr = util::streaming_server(header, 200 << 20);

@@ -6,26 +6,9 @@
 mod util;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 
-use util::{Cmd, Running, Scratch, dir_with, fetch, figure, file_with, free_port, indexed_file, loopback};
-
-/// The service on `--listen` with `args`, once it serves.
-fn listen(args: &[&str]) -> (Running, SocketAddr) {
-    listen_with(&[], args)
-}
-
-fn listen_with(env: &[(&str, &str)], args: &[&str]) -> (Running, SocketAddr) {
-    let addr = loopback(free_port());
-    let mut cmd = Cmd::server().args(["--listen", &addr.to_string()]).args(args);
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    let server = cmd.spawn();
-    server.wait_for_log("Serving");
-    (server, addr)
-}
+use util::{Cmd, Running, Scratch, dir_with, fetch, figure, file_with, indexed_file, serving, serving_from};
 
 fn utf8(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 scratch path")
@@ -71,7 +54,7 @@ fn two_hundred_members(write: impl Fn(&Path, &str)) -> Scratch {
 
 /// Starts on `dir/c`, reloads twice, and returns the log and the peak RSS in MiB.
 fn load_and_reload(dir: &Path, test: &str) -> (String, u64) {
-    let (server, addr) = listen(&["--fortunes", utf8(&dir.join("c"))]);
+    let (server, addr) = serving(&["--fortunes", utf8(&dir.join("c"))]);
     let served = fetch(addr);
     assert!(
         ["a", "good one", "good two", "good three"].contains(&served.as_str()),
@@ -145,8 +128,11 @@ fn members_are_read_only_inside_their_directory() {
     link("../secret/s.dat", "sibling.dat");
     // off/ leading back to the directory: a loop.
     link(".", "off");
-    let env = [("FORTUNE_SECRET_TOKEN", "hunter2")];
-    let (server, addr) = listen_with(&env, &["--offensive", "--fortunes", utf8(&top)]);
+    let (server, addr) = serving_from(Cmd::server().env("FORTUNE_SECRET_TOKEN", "hunter2").args([
+        "--offensive",
+        "--fortunes",
+        utf8(&top),
+    ]));
     let good: HashSet<String> = ["good one", "good two"].map(String::from).into();
     for _ in 0..20 {
         let fortune = fetch(addr);
@@ -160,7 +146,7 @@ fn members_are_read_only_inside_their_directory() {
     // off -> .. would list the siblings: left out too.
     std::fs::remove_file(top.join("off")).expect("rm");
     link("..", "off");
-    let (server, addr) = listen(&["--offensive", "--fortunes", utf8(&top)]);
+    let (server, addr) = serving(&["--offensive", "--fortunes", utf8(&top)]);
     for _ in 0..10 {
         assert!(good.contains(&fetch(addr)), "{}", server.stderr());
     }
@@ -184,7 +170,7 @@ fn one_broken_member_is_left_out_and_the_rest_served() {
     // A member that is a link to itself.
     std::os::unix::fs::symlink("loop", dir.join("loop")).expect("symlink");
     std::fs::copy(dir.join("good.dat"), dir.join("loop.dat")).expect("copy");
-    let (server, addr) = listen(&["--fortunes", utf8(&dir)]);
+    let (server, addr) = serving(&["--fortunes", utf8(&dir)]);
     let good: HashSet<String> = ["good one", "good two"].map(String::from).into();
     assert!(good.contains(&fetch(addr)));
     let log = server.stop().assert_code(0).stderr.clone();
@@ -212,7 +198,7 @@ fn max_entry_admits_exactly_its_length_indexed_or_not() {
         let plain = file_with(entries.join("\n%\n").as_bytes());
         let max_arg = max.to_string();
         for path in [dir.join("indexed"), plain.to_path_buf()] {
-            let (server, addr) = listen(&["--max-entry", &max_arg, "--fortunes", utf8(&path)]);
+            let (server, addr) = serving(&["--max-entry", &max_arg, "--fortunes", utf8(&path)]);
             // Two servable entries, never the same twice in a row: they alternate.
             let served: HashSet<usize> = (0..4).map(|_| fetch(addr).len()).collect();
             assert_eq!(served, [5, max].into(), "{}: --max-entry {max}", path.display());
@@ -236,22 +222,43 @@ fn a_member_the_service_cannot_read_is_left_out() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .expect("chmod");
-    let addr = loopback(free_port());
-    let server = Cmd::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            util::SERVER,
-        ])
-        .args(["--listen", &addr.to_string(), "--fortunes", utf8(&dir)])
-        .spawn();
-    server.wait_for_log("Serving");
+    let (server, addr) = serving_from(
+        Cmd::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                util::SERVER,
+            ])
+            .args(["--fortunes", utf8(&dir)]),
+    );
     let good: HashSet<String> = ["good one", "good two"].map(String::from).into();
     assert!(good.contains(&fetch(addr)), "{}", server.stderr());
     let log = server.stop().assert_code(0).stderr.clone();
     assert_eq!(served_count(&log, "Serving "), 2, "{log}");
     assert_eq!(log.matches("Permission denied").count(), 1, "{log}");
+}
+
+#[test]
+fn three_hundred_broken_members_log_a_dozen_lines() {
+    let dir = dir_with(&[("b000", b"caf\xe9\n%\n"), ("b000.dat", b"not an index")]);
+    for i in 1..300 {
+        for ext in ["", ".dat"] {
+            std::os::unix::fs::symlink(format!("b000{ext}"), dir.join(format!("b{i:03}{ext}")))
+                .expect("symlink");
+        }
+    }
+    indexed_file(&dir, "good", &["good one", "good two"]);
+    let (server, addr) = serving(&["--fortunes", utf8(&dir)]);
+    fetch(addr);
+    let log = server.stop().assert_code(0).stderr.clone();
+    // Two problems each (the index, then the text): 10 lines and one count.
+    let warnings = log.lines().filter(|l| l.contains(": warn:")).count();
+    assert_eq!(warnings, 11, "{log}");
+    assert!(
+        log.contains("590 more warnings about fortune files (logged at debug level)"),
+        "{log}"
+    );
 }

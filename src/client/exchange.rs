@@ -20,6 +20,11 @@ pub const DEFAULT_PORT: u16 = 7017;
 /// its bytes fill the client's memory.
 pub const MAX_ANSWER: usize = (32 << 20) + 8;
 
+/// What is read of an answer whose header announces more than
+/// [`MAX_ANSWER`] before it is refused: enough for a fortune in another
+/// framing (a qt4 frame is at most 64 KiB), so decode can name that.
+const SNIFF: usize = 128 << 10;
+
 /// Exit statuses of `fortune-client`, documented in docs/reference.md and pinned by
 /// `tests/client.rs`.
 pub mod exit {
@@ -223,32 +228,30 @@ pub fn read_to_close(
         };
         let had = buf.len();
         if had + n > MAX_ANSWER {
-            return Err(too_large(&peer, format!("sends more than {MAX_ANSWER} bytes")));
+            return Err(too_large(&peer, "sends more than the".into()));
         }
         // Grown by doubling, but never past the cap.
         if had + n > buf.capacity() {
             buf.reserve_exact((buf.capacity().max(4096) * 2).min(MAX_ANSWER) - had);
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(size) = announced(protocol, buf).filter(|&size| size > MAX_ANSWER) {
-            let mut e = too_large(&peer, format!("announces a frame of {size} bytes"));
-            // Another framing's whole frame, e.g. text whose first bytes read as a Qt header.
-            if let Some(other) = framing_of(buf).filter(|&p| p != protocol) {
-                e.message = format!(
-                    "the server's answer is not a {protocol} fortune (they read as --protocol {other}: try that)"
-                );
-            }
-            return Err(e);
+        // A short answer announcing too much may be another framing: read
+        // on a little, for decode to name it; past that, refuse at once.
+        if let Some(size) = announced(protocol, buf).filter(|&size| size > MAX_ANSWER && buf.len() > SNIFF) {
+            return Err(too_large(
+                &peer,
+                format!("announces a frame of {size} bytes, more than the"),
+            ));
         }
     }
 }
 
-/// An answer larger than [`MAX_ANSWER`].
+/// An answer larger than [`MAX_ANSWER`]: `what` the server does, "more than the".
 fn too_large(peer: &str, what: String) -> Error {
     Error {
         failure: Failure::Malformed,
         message: format!(
-            "the server at {peer} {what}, more than the {MAX_ANSWER} fortune-client reads; \
+            "the server at {peer} {what} {MAX_ANSWER} bytes fortune-client reads; \
              it is not a fortune server, or not one that should be trusted"
         ),
     }

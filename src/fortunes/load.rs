@@ -109,7 +109,6 @@ impl Store {
             members: Vec::new(),
             budget: Budget::default(),
             listed: HashSet::new(),
-            left_out: 0,
             capped: None,
         };
         let mut origin = Vec::new();
@@ -196,10 +195,6 @@ fn builtin(selection: &Selection) -> Result<Store, LoadError> {
     Ok(store)
 }
 
-/// Directory members left out with a warning in one load; the others are
-/// logged at debug level and counted in one more warning.
-const WARN_LEFT_OUT: usize = 10;
-
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
     rule: Rule,
@@ -210,8 +205,6 @@ struct Loader<'a> {
     /// Real paths of the directories listed for the path being added: an
     /// `off` leading back to one of them is a loop.
     listed: HashSet<PathBuf>,
-    /// Directory members left out as unservable.
-    left_out: usize,
     /// The first member the memory cap left out, and how many it did.
     capped: Option<(PathBuf, usize)>,
 }
@@ -405,30 +398,23 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// Reports a directory member left out: the first [`WARN_LEFT_OUT`] at
-    /// warning level, the others at debug; those the memory cap left out in
-    /// one line at the end ([`Loader::finish`]).
+    /// Reports a directory member left out, as the budget folds warnings
+    /// ([`Budget::warn`]); those the memory cap left out in one line at the
+    /// end ([`Loader::finish`]).
     fn leave_out(&mut self, e: LoadError) {
         if matches!(e.problem, Problem::OverBudget) {
             let (_, n) = self.capped.get_or_insert((e.path, 0));
             *n += 1;
             return;
         }
-        self.left_out += 1;
-        if self.left_out <= WARN_LEFT_OUT {
-            log::warn!("{e}; left out");
-        } else {
-            log::debug!("{e}; left out");
-        }
+        self.budget.warn(format_args!("{e}; left out"));
     }
 
     /// The folded warnings of this load.
     fn finish(&self) {
-        if self.left_out > WARN_LEFT_OUT {
-            log::warn!(
-                "{} more fortune files left out (logged at debug level)",
-                self.left_out - WARN_LEFT_OUT
-            );
+        let past = self.budget.warnings_past();
+        if past > 0 {
+            log::warn!("{past} more warnings about fortune files (logged at debug level)");
         }
         if let Some((first, n)) = &self.capped {
             log::warn!(
@@ -639,13 +625,16 @@ mod tests {
             // Room to read one (72), keep its table (16) and not read another.
             budget: Budget::new(72 + 15, 8),
             listed: HashSet::new(),
-            left_out: 0,
             capped: None,
         };
         loader.add_path(&dir).unwrap();
         assert_eq!(loader.members.len(), 1);
         let (first, n) = loader.capped.clone().unwrap();
         assert_eq!((first, n), (dir.join("f1"), 2));
-        assert_eq!(loader.left_out, 0, "the cap's refusals are folded apart");
+        assert_eq!(
+            loader.budget.warnings_past(),
+            0,
+            "the cap's refusals are folded apart"
+        );
     }
 }

@@ -85,11 +85,14 @@ pub fn activator(setup: &str) -> Option<Cmd> {
 
 /// The server with `args` on a free loopback port (`--listen`), serving.
 pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    serving_from(Cmd::server().args(args))
+}
+
+/// `server` (fortune-server with its options and environment, or a wrapper
+/// running it) with `--listen` on a free loopback port appended, serving.
+pub fn serving_from(server: Cmd) -> (Running, SocketAddr) {
     let addr = loopback(free_port());
-    let server = Cmd::server()
-        .args(["--listen", &addr.to_string()])
-        .args(args)
-        .spawn();
+    let server = server.args(["--listen", &addr.to_string()]).spawn();
     server.wait_for_log("Serving");
     (server, addr)
 }

@@ -2,14 +2,15 @@
 //! one helper for the integration tests (`tests/util`) and the unit tests of
 //! `src/` (which include this file by path).
 
+use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A new directory under the system's temporary directory (or a file in
 /// one): it derefs to its path and is removed with all it holds when dropped.
-/// Not an `AsRef<OsStr>`: a command's `.arg(scratch)` would move it and
-/// remove the file before the command reads it; write `.arg(scratch.path())`.
+/// A command takes `.arg(&scratch)`, not `.arg(scratch)`: that would move
+/// it and remove the file before the command reads it (it does not compile).
 #[derive(Debug)]
 pub struct Scratch {
     root: PathBuf,
@@ -65,6 +66,12 @@ impl Deref for Scratch {
 impl AsRef<Path> for Scratch {
     fn as_ref(&self) -> &Path {
         &self.path
+    }
+}
+
+impl AsRef<OsStr> for &Scratch {
+    fn as_ref(&self) -> &OsStr {
+        self.path.as_os_str()
     }
 }
 
