@@ -72,6 +72,11 @@ pub enum ActivationError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    /// Started by systemd (`INVOCATION_ID`) with no socket, and no
+    /// `--listen` given: its socket unit is down or has `Accept=yes`.
+    NoSocket {
+        unit: Option<String>,
+    },
 }
 
 impl fmt::Display for ActivationError {
@@ -97,6 +102,20 @@ impl fmt::Display for ActivationError {
                 f,
                 "cannot listen on {addr}: {error} (choose another address with --listen or FORTUNE_LISTEN)"
             ),
+            NoSocket { unit } => {
+                let service = unit.as_deref().unwrap_or("this service");
+                let socket = unit
+                    .as_deref()
+                    .and_then(|u| u.strip_suffix(".service"))
+                    .map_or_else(|| "its .socket unit".to_string(), |u| format!("{u}.socket"));
+                write!(
+                    f,
+                    "systemd started {service} without a socket to serve (no LISTEN_FDS): {socket} is not \
+                     listening, or has Accept=yes and starts one process per connection itself. Start the \
+                     socket (systemctl start {socket}); with Accept=yes, {service} is not needed \
+                     (systemctl stop {service})"
+                )
+            }
         }
     }
 }
@@ -237,11 +256,18 @@ pub struct Failed {
 }
 
 /// Asks each inherited socket what it is, or binds `listen` when nothing
-/// was inherited.
-pub fn activate(inherited: Inherited, listen: &[SocketAddr]) -> Result<Activation, Failed> {
+/// was inherited (unless systemd started us and `listen` was not `given`:
+/// the unit's sandbox has no network, so the socket unit is what is
+/// missing, see [`systemd_unit`]).
+pub fn activate(inherited: Inherited, listen: &[SocketAddr], given: bool) -> Result<Activation, Failed> {
     let Inherited { fds, mut problem } = inherited;
     if fds.is_empty() && problem.is_none() {
-        return bind(listen).map_err(|error| Failed {
+        let error = if !given && std::env::var_os("INVOCATION_ID").is_some() {
+            Err(ActivationError::NoSocket { unit: systemd_unit() })
+        } else {
+            bind(listen)
+        };
+        return error.map_err(|error| Failed {
             error,
             hold: Activation::refusing(Vec::new(), Vec::new()),
         });
@@ -376,6 +402,19 @@ impl<S: AsFd> Drop for NonBlocking<'_, S> {
     }
 }
 
+/// The unit systemd runs this process in: the last part of its cgroup
+/// (`0::/system.slice/fortune.service`), if it names a service.
+fn systemd_unit() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    unit_of_cgroup(&cgroup)
+}
+
+fn unit_of_cgroup(cgroup: &str) -> Option<String> {
+    let path = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let last = path.trim_end().rsplit('/').next()?;
+    last.ends_with(".service").then(|| last.to_string())
+}
+
 /// Listen backlog for sockets we bind: deep enough that a burst of clients
 /// waits in the kernel instead of being dropped (the kernel caps it at
 /// net.core.somaxconn).
@@ -403,4 +442,31 @@ fn bind(addrs: &[SocketAddr]) -> Result<Activation, ActivationError> {
         datagrams: Vec::new(),
         bound_here: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_comes_from_the_cgroup() {
+        assert_eq!(
+            unit_of_cgroup("0::/system.slice/fortune.service\n").as_deref(),
+            Some("fortune.service")
+        );
+        assert_eq!(unit_of_cgroup("0::/user.slice/session-3.scope\n"), None);
+        assert_eq!(unit_of_cgroup("1:name=systemd:/x\n"), None);
+    }
+
+    #[test]
+    fn no_socket_names_the_cause_and_the_fix_never_listen() {
+        let e = ActivationError::NoSocket {
+            unit: Some("fortune.service".into()),
+        }
+        .to_string();
+        assert!(e.contains("without a socket to serve"), "{e}");
+        assert!(e.contains("systemctl start fortune.socket"), "{e}");
+        assert!(e.contains("Accept=yes"), "{e}");
+        assert!(!e.contains("--listen") && !e.contains("FORTUNE_LISTEN"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cidr::Cidr;
 use crate::fortunes::Selection;
@@ -27,7 +27,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7017";
 #[derive(Debug, Parser)]
 #[command(name = "fortune-server", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
-    /// Address to listen on when systemd passes no socket (repeatable).
+    /// Address to listen on when systemd passes no socket (repeatable). Under systemd
+    /// (INVOCATION_ID set), only if given: a unit started without its socket is an error.
     #[arg(
         long,
         value_name = "ADDR",
@@ -38,7 +39,8 @@ pub struct Cli {
     pub listen: Vec<SocketAddr>,
 
     /// Framing, unless a listening socket's systemd name (FileDescriptorName=) is qt, qt4 or
-    /// text. Under Accept=yes systemd names the connection "connection": this option decides.
+    /// text: the name wins (with a warning when this is set and differs). Under Accept=yes
+    /// systemd names the connection "connection": this option decides.
     #[arg(long, value_enum, env = "FORTUNE_PROTOCOL", default_value_t = Protocol::Qt)]
     pub protocol: Protocol,
 
@@ -83,12 +85,12 @@ pub struct Cli {
     pub max_entry: u32,
 
     /// Also serve offensive collections (rot13 index, off/ directory), decoded.
-    #[arg(long, env = "FORTUNE_OFFENSIVE")]
+    #[arg(long, env = "FORTUNE_OFFENSIVE", value_parser = parse_bool)]
     pub offensive: bool,
 
     /// The same fortune all day for everyone (from the date in the local time zone). Qt's
     /// Fortune Client asks again at once when a fortune repeats: it reconnects in a loop.
-    #[arg(long, env = "FORTUNE_DAILY")]
+    #[arg(long, env = "FORTUNE_DAILY", value_parser = parse_bool)]
     pub daily: bool,
 
     /// Seconds any one wait may take: writing to a client, waiting for it to close, stopping.
@@ -102,7 +104,7 @@ pub struct Cli {
     pub idle_exit: Option<Duration>,
 
     /// Serve the connection on standard input (inetd, or systemd's StandardInput=socket).
-    #[arg(long, env = "FORTUNE_INETD")]
+    #[arg(long, env = "FORTUNE_INETD", value_parser = parse_bool)]
     pub inetd: bool,
 
     /// Connections being written at once, across all sockets (a worker thread each while its
@@ -139,9 +141,41 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub udp_burst: u32,
 
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, value_name = "LEVEL", env = "FORTUNE_LOG_LEVEL", default_value = "info")]
+    /// Log level: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", env = "FORTUNE_LOG_LEVEL", default_value = "info",
+          ignore_case = true, value_parser = log_levels())]
     pub log_level: log::LevelFilter,
+
+    /// Which options were given (command line or variable) rather than defaulted.
+    #[arg(skip)]
+    pub given: Given,
+}
+
+/// Options whose meaning depends on whether the admin set them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Given {
+    /// `--listen` or `FORTUNE_LISTEN`: binding is wanted even under systemd.
+    pub listen: bool,
+    /// `--protocol` or `FORTUNE_PROTOCOL`: a socket's name overriding it is worth a warning.
+    pub protocol: bool,
+}
+
+/// The spellings of a boolean variable (`FORTUNE_DAILY=yes`), as systemd takes them.
+pub const BOOLEANS: &str = "1/0, yes/no, on/off or true/false";
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "on" | "true" | "t" => Ok(true),
+        "0" | "no" | "n" | "off" | "false" | "f" | "" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean: use {BOOLEANS}")),
+    }
+}
+
+/// `--log-level`'s values, listed so that the completions offer them.
+fn log_levels() -> impl clap::builder::TypedValueParser<Value = log::LevelFilter> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(["off", "error", "warn", "info", "debug", "trace"])
+        .try_map(|level| level.parse::<log::LevelFilter>())
 }
 
 /// The sections of fortune-server(8) beyond the options, rendered by
@@ -199,6 +233,12 @@ pub mod man {
             "The watchdog interval (WatchdogSec=): pinged every half of it.",
         ),
         (
+            "INVOCATION_ID",
+            "Set by systemd for every unit: with no socket passed and no --listen given, the \
+             process exits (status 3) naming the cause (its socket stopped, or Accept=yes) instead \
+             of binding --listen's default in a sandbox without network.",
+        ),
+        (
             "CACHE_DIRECTORY",
             "systemd's CacheDirectory=: the default of --cache-dir (its first directory).",
         ),
@@ -220,17 +260,19 @@ pub mod man {
             "One process per connection, when fortune.socket has Accept=yes.",
         ),
         (
-            "/usr/lib/systemd/system/fortune-qotd.socket",
-            "RFC 865 Quote of the Day, TCP and UDP port 17, served by fortune.service; not enabled.",
+            "/usr/lib/systemd/system/fortune-qotd.socket, fortune-qotd.service",
+            "RFC 865 Quote of the Day, TCP and UDP port 17, and the process of its own serving it; \
+             not enabled.",
         ),
         (
             "/usr/lib/systemd/system/fortune.service.d/fortune-mod.conf",
-            "Serves the fortune-mod collections: FORTUNE_FORTUNES=-/usr/share/games/fortunes.",
+            "Serves the fortune-mod collections: FORTUNE_FORTUNES=-/usr/share/games/fortunes \
+             (the same for fortune@.service and fortune-qotd.service).",
         ),
         (
             "/etc/systemd/system/fortune.service.d/override.conf",
             "The admin's drop-in (systemctl edit fortune.service), e.g. Environment=FORTUNE_FORTUNES=...; \
-             fortune@.service and fortune.socket take their own.",
+             fortune@.service, fortune-qotd.service and the sockets take their own.",
         ),
         (
             "/usr/share/games/fortunes",
@@ -242,6 +284,34 @@ pub mod man {
              DynamicUser= in /var/cache/private/fortune-server). Removed on purge.",
         ),
     ];
+
+    /// (command, what it does).
+    pub const EXAMPLES: &[(&str, &str)] = &[
+        (
+            "systemctl status fortune.socket fortune.service",
+            "What is served, the counters, and a reload that failed.",
+        ),
+        (
+            "systemctl edit fortune.service",
+            "A drop-in with Environment=FORTUNE_FORTUNES=/srv/fortunes/ours, then systemctl restart \
+             fortune.service: serve your own fortunes.",
+        ),
+        (
+            "systemctl enable --now fortune-qotd.socket",
+            "Quote of the Day on TCP and UDP port 17, served by fortune-qotd.service.",
+        ),
+        (
+            "systemd-socket-activate -l 7017 fortune-server",
+            "Socket activation by hand (Accept=no), with the built-in fortunes.",
+        ),
+        (
+            "fortune-server --fortunes /usr/share/games/fortunes --listen '[::]:7017'",
+            "Standalone, on every address, with the fortune-mod collections.",
+        ),
+    ];
+
+    /// The admin guide, as the .deb installs it.
+    pub const ADMIN_GUIDE: &str = "/usr/share/doc/fortune-server/docs/admin.md";
 
     /// Related pages.
     pub const SEE_ALSO: &[&str] = &[
@@ -300,7 +370,31 @@ impl Cli {
 /// `report` as one line (clap's own rendering spans several) and ends it with
 /// `usage_status`. The `Err` is the status for `main` to exit with.
 pub fn parse<T: clap::Parser>(usage_status: u8, report: impl FnOnce(&str)) -> Result<T, ExitCode> {
-    T::try_parse().map_err(|e| {
+    parse_matches::<T>(usage_status, report).map(|(parsed, _)| parsed)
+}
+
+/// [`parse`] for `fortune-server`, noting which options were [`Given`].
+pub fn parse_server(usage_status: u8, report: impl FnOnce(&str)) -> Result<Cli, ExitCode> {
+    use clap::parser::ValueSource;
+    let (mut cli, matches) = parse_matches::<Cli>(usage_status, report)?;
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    cli.given = Given {
+        listen: given("listen"),
+        protocol: given("protocol"),
+    };
+    Ok(cli)
+}
+
+fn parse_matches<T: clap::Parser>(
+    usage_status: u8,
+    report: impl FnOnce(&str),
+) -> Result<(T, clap::ArgMatches), ExitCode> {
+    let fail = |e: clap::Error| {
         if !e.use_stderr() {
             let _ = e.print();
             return ExitCode::SUCCESS;
@@ -309,7 +403,52 @@ pub fn parse<T: clap::Parser>(usage_status: u8, report: impl FnOnce(&str)) -> Re
         let first = text.lines().next().unwrap_or("error: invalid command line");
         report(&format!("{first} (see --help)"));
         ExitCode::from(usage_status)
-    })
+    };
+    T::command()
+        .try_get_matches()
+        .and_then(|matches| {
+            let parsed = T::from_arg_matches(&matches).map_err(|e| e.format(&mut T::command()))?;
+            Ok((parsed, matches))
+        })
+        .map_err(fail)
+}
+
+/// One line for each `FORTUNE_*` variable in `vars` that no option reads,
+/// naming the closest one that does (a misspelt variable is otherwise
+/// silently ignored).
+pub fn unknown_variables(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|var| var.to_string_lossy().into_owned())
+        .collect();
+    vars.into_iter()
+        .filter(|var| var.starts_with("FORTUNE_") && !known.contains(var))
+        .map(|var| {
+            let closest = known
+                .iter()
+                .min_by_key(|k| edit_distance(&var, k))
+                .map_or("", String::as_str);
+            format!("{var} is not a variable fortune-server reads (ignored); did you mean {closest}?")
+        })
+        .collect()
+}
+
+/// Levenshtein distance, in bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.as_bytes().iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -327,11 +466,58 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn booleans_take_the_usual_spellings() {
+        for yes in ["1", "yes", "YES", "on", "true", "True", "y"] {
+            assert_eq!(parse_bool(yes), Ok(true), "{yes}");
+        }
+        for no in ["0", "no", "off", "false", "n", ""] {
+            assert_eq!(parse_bool(no), Ok(false), "{no}");
+        }
+        let e = parse_bool("maybe").unwrap_err();
+        assert!(e.contains("1/0, yes/no, on/off or true/false"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_variable_names_the_closest_known_one() {
+        let vars = [
+            "FORTUNE_FORTUNE",
+            "FORTUNE_FORTUNES",
+            "PATH",
+            "FORTUNE_IDLEEXIT",
+            "FORTUNE_PROTOCL",
+        ];
+        assert_eq!(
+            unknown_variables(vars.map(String::from)),
+            [
+                "FORTUNE_FORTUNE is not a variable fortune-server reads (ignored); did you mean FORTUNE_FORTUNES?",
+                "FORTUNE_IDLEEXIT is not a variable fortune-server reads (ignored); did you mean FORTUNE_IDLE_EXIT?",
+                "FORTUNE_PROTOCL is not a variable fortune-server reads (ignored); did you mean FORTUNE_PROTOCOL?",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn log_levels_are_listed_for_completion() {
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "log_level")
+            .expect("--log-level");
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_string())
+            .collect();
+        assert_eq!(values, ["off", "error", "warn", "info", "debug", "trace"]);
     }
 
     #[test]

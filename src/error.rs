@@ -5,7 +5,7 @@
 use std::fmt;
 use std::panic::Location;
 
-use crate::activation::ActivationError;
+use crate::activation::{Activation, ActivationError};
 use crate::fortunes::LoadError;
 
 /// Exit statuses, documented in docs/reference.md and fortune-server(8), and pinned by `tests/exit_codes.rs`.
@@ -22,7 +22,8 @@ pub mod exit {
     /// Command line or `FORTUNE_*` variable not understood (clap's own
     /// status), or `--fortunes` percentages against fortune-mod's rules.
     pub const USAGE: u8 = 2;
-    /// The inherited descriptors or `LISTEN_*` variables are not usable.
+    /// The inherited descriptors or `LISTEN_*` variables are not usable, or
+    /// systemd passed none (and `--listen` was not given).
     pub const ACTIVATION: u8 = 3;
     /// A `--listen` address could not be bound.
     pub const LISTEN: u8 = 4;
@@ -57,7 +58,8 @@ pub mod exit {
             ACTIVATION,
             "The inherited descriptors are unusable: LISTEN_FDS or LISTEN_FDNAMES malformed, a \
              descriptor not open, not a socket, of an unsupported type, or a connected socket \
-             passed among others.",
+             passed among others; or systemd started it with none (its socket stopped, or \
+             Accept=yes) and no --listen was given.",
         ),
         (LISTEN, "A --listen address cannot be bound."),
         (
@@ -75,6 +77,9 @@ pub mod exit {
 pub struct Error {
     pub cause: Cause,
     at: &'static Location<'static>,
+    /// The inherited sockets, to refuse their clients for a while once the
+    /// error is logged ([`Error::pending`]).
+    pending: Option<Box<Activation>>,
 }
 
 #[derive(Debug)]
@@ -93,7 +98,20 @@ impl Error {
         Error {
             cause,
             at: Location::caller(),
+            pending: None,
         }
+    }
+
+    /// Keeps the sockets, for [`Error::pending`].
+    pub(crate) fn refusing(mut self, activation: Activation) -> Error {
+        self.pending = Some(Box::new(activation));
+        self
+    }
+
+    /// The sockets to refuse clients on once the error is logged (so that
+    /// `systemctl status` shows the cause at once), if any.
+    pub fn pending(&self) -> Option<&Activation> {
+        self.pending.as_deref()
     }
 
     #[track_caller]

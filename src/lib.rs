@@ -50,13 +50,13 @@ pub use error::{Cause, Error, exit};
 /// Everything `main` does after taking the inherited descriptors, parsing
 /// the command line and starting logging ([`logging::init`]).
 pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
-    let activation = match activation::activate(inherited, &cli.listen) {
+    let activation = match activation::activate(inherited, &cli.listen, cli.given.listen) {
         Ok(activation) => activation,
-        Err(failed) => {
-            refuse_pending(&failed.hold);
-            return Err(failed.error.into());
-        }
+        Err(failed) => return Err(error::Error::from(failed.error).refusing(failed.hold)),
     };
+    for line in cli::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+        log::warn!("{line}");
+    }
     let cache_dir = cli.cache_dir();
     let selection = cli.selection();
     // One connection per process: open only the file picked (see Opening::Lazy).
@@ -68,10 +68,7 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
     limits::raise_fd_limit();
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
-        Err(e) => {
-            refuse_pending(&activation);
-            return Err(e.into());
-        }
+        Err(e) => return Err(error::Error::from(e).refusing(activation)),
     };
     match activation {
         Activation::Connected(mut stream) => {
@@ -102,6 +99,7 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
         } => {
             let config = service::Config {
                 protocol: cli.protocol,
+                protocol_given: cli.given.protocol,
                 fortunes: selection,
                 daily: cli.daily,
                 timeout: cli.timeout,

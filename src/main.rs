@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let blocked = signals::block();
     // Parsing reads arguments and variables only; a usage error is logged below.
     let mut usage = None;
-    let parsed = cli::parse::<cli::Cli>(exit::USAGE, |line| usage = Some(line.to_string())).and_then(|cli| {
+    let parsed = cli::parse_server(exit::USAGE, |line| usage = Some(line.to_string())).and_then(|cli| {
         cli.check().map_err(|line| {
             usage = Some(line);
             ExitCode::from(exit::USAGE)
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Err(status) => {
             if let Some(line) = usage {
                 logging::report_fatal(&line, None);
-                let hold = activation::activate(inherited, &[]).unwrap_or_else(|failed| failed.hold);
+                let hold = activation::activate(inherited, &[], true).unwrap_or_else(|failed| failed.hold);
                 fortune_server::refuse_pending(&hold);
             }
             return status;
@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             logging::report_fatal(&format!("error: {e}"), Some(e.location()));
+            // After the line: `systemctl status` shows the cause during the hold.
+            if let Some(hold) = e.pending() {
+                fortune_server::refuse_pending(hold);
+            }
             ExitCode::from(e.exit_code())
         }
     }

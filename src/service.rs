@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 
 use crate::activation::Named;
 use crate::cidr::Trusted;
@@ -19,7 +20,7 @@ use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
 use crate::notify::{self, MIN_TICK};
 use crate::server::{self, Server};
-use crate::signals::{Asked, Signals};
+use crate::signals::{Asked, Sender, Signals};
 use crate::sockets::Listener;
 use crate::sources::Sources;
 use crate::stats::Stats;
@@ -31,6 +32,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Config {
     pub protocol: Protocol,
+    /// `--protocol` was set, not defaulted: a socket's name overriding it is warned about.
+    pub protocol_given: bool,
     pub fortunes: Selection,
     pub daily: bool,
     pub timeout: Duration,
@@ -61,8 +64,9 @@ pub fn run(
     let server = start_server(&config, listeners, &live, &stats, &mut described)?;
     let udp = start_datagrams(&config, datagrams, &live, &stats, &mut described)?;
     let serving = serving_text(&live.store(), &described);
-    notify::ready(&serving);
     log::info!(message_id = id::SERVING; "{serving}");
+    let status = Status::default();
+    notify::ready(&status.line(&serving, &stats));
     let mut main = MainLoop {
         config: &config,
         signals: &signals,
@@ -72,6 +76,7 @@ pub fn run(
         stats: &stats,
         described: &described,
         serving,
+        status,
     };
     let ended = main.run();
     shutdown(&config, &server, &main.udp, &stats);
@@ -90,6 +95,16 @@ fn start_server(
         .into_iter()
         .map(|Named { socket, name }| {
             let protocol = protocol_for(name.as_deref(), config.protocol);
+            if config.protocol_given && protocol != config.protocol {
+                log::warn!(
+                    "FORTUNE_PROTOCOL (--protocol) {} does not apply to {socket}: its systemd name \
+                     (FileDescriptorName={protocol}) chooses {protocol}, and a socket's name wins; to serve \
+                     {} there, set FileDescriptorName={} in its .socket unit",
+                    config.protocol,
+                    config.protocol,
+                    config.protocol
+                );
+            }
             log::info!("listening on {socket} ({protocol})");
             described.push(format!("{socket} ({protocol})"));
             (socket, protocol)
@@ -185,14 +200,13 @@ struct MainLoop<'a> {
     described: &'a [String],
     /// The "Serving ..." text of `STATUS=`.
     serving: String,
+    status: Status,
 }
 
 impl MainLoop<'_> {
     fn run(&mut self) -> Result<(), Error> {
         let watchdog = notify::watchdog_interval();
         let tick = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
-        let mut last_status = String::new();
-        let mut next_status = Instant::now();
         let mut stalled = false;
         let mut idle = self
             .config
@@ -222,14 +236,12 @@ impl MainLoop<'_> {
                 notify::watchdog();
             }
             fold::flush();
-            if Instant::now() >= next_status {
-                let status = format!("{}; {}", self.serving, self.stats.summary());
-                if status != last_status {
-                    notify::status(&status);
-                    last_status = status;
-                }
-                next_status = Instant::now() + STATUS_EVERY;
+            // At every tick (and signal): the counters as they are now.
+            let line = self.status.line(&self.serving, self.stats);
+            if line != self.status.sent {
+                notify::status(&line);
             }
+            self.status.sent = line;
         }
     }
 
@@ -242,9 +254,16 @@ impl MainLoop<'_> {
         let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
         // EINTR and other poll failures just mean another round.
         let _ = poll(&mut fds, timeout);
-        while let Some(asked) = self.signals.next() {
+        while let Some((asked, sender)) = self.signals.next() {
             match asked {
-                Asked::Reload => self.serving = reload(&self.config.fortunes, self.live, self.described),
+                Asked::Reload => {
+                    notify::reloading();
+                    let outcome = reload(&self.config.fortunes, self.live);
+                    self.serving = serving_text(&self.live.store(), self.described);
+                    self.status.reload_failed = outcome.as_ref().err().cloned();
+                    notify::ready(&self.status.line(&self.serving, self.stats));
+                    answer_reloader(sender, outcome.is_ok());
+                }
                 Asked::Stop(name) => {
                     log::info!(message_id = id::STOPPING; "{name} received: stopping");
                     return Some(Ok(()));
@@ -330,22 +349,71 @@ fn protocol_for(name: Option<&str>, default: Protocol) -> Protocol {
     name.and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
-/// Re-reads the fortune files; on failure keeps the old collection.
-/// Returns the new "Serving ..." status text.
-fn reload(selection: &Selection, live: &Live, described: &[String]) -> String {
-    notify::reloading();
+/// Re-reads the fortune files; on failure keeps the old collection and
+/// returns why.
+fn reload(selection: &Selection, live: &Live) -> Result<(), String> {
     match Store::load(selection, Opening::Eager) {
         Ok(store) => {
             log::info!(message_id = id::RELOADED; "reloaded {} fortunes ({})", store.table().len(), store.origin());
             live.replace(store);
+            Ok(())
         }
         Err(e) => {
-            log::warn!(message_id = id::RELOAD_FAILED; "reload failed, still serving the previous fortunes: {e}")
+            log::warn!(message_id = id::RELOAD_FAILED; "reload failed, still serving the previous fortunes: {e}");
+            Err(e.to_string())
         }
     }
-    let serving = serving_text(&live.store(), described);
-    notify::ready(&serving);
-    serving
+}
+
+/// What `STATUS=` shows: what is served, the counters, and a failed reload
+/// until a good one.
+#[derive(Default)]
+struct Status {
+    reload_failed: Option<String>,
+    /// The line last sent, so that an unchanged one is not sent again.
+    sent: String,
+}
+
+impl Status {
+    fn line(&self, serving: &str, stats: &Stats) -> String {
+        let mut line = format!("{serving}; {}", stats.summary());
+        if let Some(why) = &self.reload_failed {
+            line.push_str(&format!(
+                "; RELOAD FAILED, still serving the previous fortunes: {why}"
+            ));
+        }
+        line
+    }
+}
+
+/// Tells the unit's `ExecReload=` command how the reload went, so that
+/// `systemctl reload` fails when it did (systemd 252 has no
+/// `Type=notify-reload`): SIGUSR1 done, SIGUSR2 failed, to the process that
+/// sent the SIGHUP, but only if it is one of this service's own: the same
+/// user, and that user is not root (`DynamicUser=`: no one else has it), or
+/// else the same cgroup (the command systemd runs for `ExecReload=`; under
+/// `PrivateUsers=` its /proc entry is hidden from us, hence the user first).
+/// Anyone else who sends SIGHUP (an admin's `kill -HUP`, `systemctl kill`)
+/// gets no signal back.
+fn answer_reloader(sender: Sender, ok: bool) {
+    use std::os::unix::fs::MetadataExt;
+    // Our user: the owner of our /proc entry (nix's getuid needs a feature more).
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    let ours = |pid: u32| {
+        let cgroup = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
+        let own = cgroup("self");
+        own.is_some() && cgroup(&pid.to_string()) == own
+    };
+    let Sender { pid, uid: sender_uid } = sender;
+    if pid <= 1 || pid == std::process::id() || sender_uid != uid || (uid == 0 && !ours(pid)) {
+        return;
+    }
+    let answer = if ok { Signal::SIGUSR1 } else { Signal::SIGUSR2 };
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), answer) {
+        log::debug!("cannot tell process {pid} how the reload went: {e}");
+    }
 }
 
 fn serving_text(store: &Store, described: &[String]) -> String {

@@ -52,6 +52,13 @@ pub enum Asked {
     Nothing(&'static str),
 }
 
+/// The process that sent a signal, and its user.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender {
+    pub pid: u32,
+    pub uid: u32,
+}
+
 /// The signalfd the main loop waits on, over the signals [`block`] blocked.
 pub struct Signals(SignalFd);
 
@@ -63,11 +70,15 @@ impl Signals {
         SignalFd::with_flags(&set(&READ), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map(Signals)
     }
 
-    /// The next pending signal, if any (never waits).
-    pub fn next(&self) -> Option<Asked> {
+    /// The next pending signal, if any (never waits), with who sent it.
+    pub fn next(&self) -> Option<(Asked, Sender)> {
         let info = self.0.read_signal().ok()??;
         let signal = Signal::try_from(info.ssi_signo as i32).ok()?;
-        Some(asked(signal))
+        let sender = Sender {
+            pid: info.ssi_pid,
+            uid: info.ssi_uid,
+        };
+        Some((asked(signal), sender))
     }
 }
 

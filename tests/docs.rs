@@ -33,12 +33,7 @@ fn generate() -> Vec<(String, Vec<u8>)> {
         let page = if name == "fortune-server" {
             server_page(cmd.clone())
         } else {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cmd.clone())
-                .section(*section)
-                .render(&mut page)
-                .expect("render man page");
-            page
+            client_page(cmd.clone(), section)
         };
         files.push((format!("man/man{section}/{name}.{section}"), page));
         for shell in SHELLS {
@@ -123,6 +118,11 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
                     bold(format!("--{long}")),
                     roman(format!(", values separated by '{sep}'.")),
                 ],
+                None if matches!(arg.get_action(), ArgAction::SetTrue) => vec![
+                    roman("As "),
+                    bold(format!("--{long}")),
+                    roman(format!(": {}.", fortune_server::cli::BOOLEANS)),
+                ],
                 None => vec![roman("As "), bold(format!("--{long}")), roman(".")],
             });
     }
@@ -134,38 +134,142 @@ fn server_page(mut cmd: clap::Command) -> Vec<u8> {
             .text([italic(*path)])
             .text([roman(*meaning)]);
     }
-    extra.control("SH", ["SEE ALSO"]);
+    examples_and_see_also(&mut extra, man::EXAMPLES, man::SEE_ALSO);
+
+    let mut page = Pieces::new(&man);
+    page.add(&|w| man.render_name_section(w));
+    page.add(&|w| synopsis.to_writer(w));
+    page.add(&|w| man.render_description_section(w));
+    page.add(&|w| man.render_options_section(w));
+    page.add(&|w| extra.to_writer(w));
+    page.add(&|w| man.render_version_section(w));
+    page.0
+}
+
+/// fortune-client(1): clap_mangen's sections, `bench` with its options
+/// (instead of clap_mangen's list of per-subcommand pages, which are not
+/// shipped), EXAMPLES and SEE ALSO from `fortune_server::client::cli::man`.
+fn client_page(mut cmd: clap::Command, section: &str) -> Vec<u8> {
+    use fortune_server::client::cli::man;
+    use roff::{Roff, bold, roman};
+
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone()).section(section);
+    let mut page = Pieces::new(&man);
+    page.add(&|w| man.render_name_section(w));
+    page.add(&|w| man.render_synopsis_section(w));
+    page.add(&|w| man.render_description_section(w));
+    page.add(&|w| man.render_options_section(w));
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("{} {}", cmd.get_name(), sub.get_name());
+        let mut heading = Roff::new();
+        heading.control(
+            "SH",
+            [format!("{} COMMAND", sub.get_name().to_uppercase()).as_str()],
+        );
+        heading.text([bold(name.as_str()), roman(" [OPTIONS] [HOST[:PORT]]")]);
+        heading.control("PP", []);
+        heading.text([roman(
+            sub.get_long_about()
+                .or(sub.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        )]);
+        page.add(&|w| heading.to_writer(w));
+        let sub_man = clap_mangen::Man::new(sub.clone()).section(section);
+        let mut options = Vec::new();
+        sub_man
+            .render_options_section(&mut options)
+            .expect("render options");
+        let options = String::from_utf8(options).expect("roff is UTF-8");
+        let options = options.replace(
+            ".SH OPTIONS",
+            &format!(".SH {} OPTIONS", sub.get_name().to_uppercase()),
+        );
+        page.add(&|w| w.write_all(options.as_bytes()));
+    }
+    let mut extra = Roff::new();
+    examples_and_see_also(&mut extra, man::EXAMPLES, man::SEE_ALSO);
+    page.add(&|w| extra.to_writer(w));
+    page.add(&|w| man.render_version_section(w));
+    page.0
+}
+
+/// EXAMPLES (command, what it does), then SEE ALSO: the pages and the admin guide.
+fn examples_and_see_also(roff: &mut roff::Roff, examples: &[(&str, &str)], pages: &[&str]) {
+    use roff::{bold, italic, roman};
+    roff.control("SH", ["EXAMPLES"]);
+    for (command, meaning) in examples {
+        roff.control("TP", [])
+            .text([bold(*command)])
+            .text([roman(*meaning)]);
+    }
+    roff.control("SH", ["SEE ALSO"]);
     let mut see_also = Vec::new();
-    for (i, page) in man::SEE_ALSO.iter().enumerate() {
+    for (i, page) in pages.iter().enumerate() {
         let (name, section) = page.split_once('(').expect("NAME(SECTION)");
         if i > 0 {
             see_also.push(roman(", "));
         }
         see_also.extend([bold(name), roman(format!("({section}"))]);
     }
-    extra.text(see_also);
+    see_also.push(roman(
+        ". The admin guide (the units, every recipe, troubleshooting): ",
+    ));
+    see_also.push(italic(fortune_server::cli::man::ADMIN_GUIDE));
+    see_also.push(roman(", with the other guides beside it."));
+    roff.text(see_also);
+}
 
-    // Each piece renders roff's two-line preamble: keep only the first.
-    let mut page = Vec::new();
-    man.render_title(&mut page).expect("render title");
-    let preamble_len = page
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(1)
-        .map_or(0, |(i, _)| i + 1);
-    let mut piece = |render: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+/// A page put together from clap_mangen's and our own sections: each
+/// renders roff's two-line preamble, and only the first is kept.
+struct Pieces(Vec<u8>, usize);
+
+impl Pieces {
+    fn new(man: &clap_mangen::Man) -> Pieces {
+        let mut page = Vec::new();
+        man.render_title(&mut page).expect("render title");
+        let preamble_len = page
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .map_or(0, |(i, _)| i + 1);
+        Pieces(page, preamble_len)
+    }
+
+    fn add(&mut self, render: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>) {
         let mut out = Vec::new();
         render(&mut out).expect("render man page");
-        page.extend_from_slice(&out[preamble_len..]);
-    };
-    piece(&|w| man.render_name_section(w));
-    piece(&|w| synopsis.to_writer(w));
-    piece(&|w| man.render_description_section(w));
-    piece(&|w| man.render_options_section(w));
-    piece(&|w| extra.to_writer(w));
-    piece(&|w| man.render_version_section(w));
-    page
+        self.0.extend_from_slice(&out[self.1..]);
+    }
+}
+
+/// fortune-client(1): its own NAME, and SEE ALSO names only pages that ship.
+#[test]
+fn client_page_names_itself_and_only_shipped_pages() {
+    let page = String::from_utf8(client_page(
+        fortune_server::client::cli::ClientCli::command(),
+        "1",
+    ))
+    .expect("UTF-8");
+    let name = page
+        .split(".SH NAME\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("a NAME line");
+    assert!(name.starts_with("fortune\\-client \\- get fortunes"), "{name}");
+    for absent in [
+        "fortune\\-client\\-bench(1)",
+        "fortune\\-client\\-help(1)",
+        ".SH SUBCOMMANDS",
+    ] {
+        assert!(!page.contains(absent), "fortune-client(1) names {absent}");
+    }
+    for section in [".SH EXAMPLES", "SEE ALSO", "BENCH COMMAND", ".SH BENCH OPTIONS"] {
+        assert!(page.contains(section), "fortune-client(1) lacks {section}");
+    }
+    assert!(page.contains("\\-\\-clients"), "bench's options are missing");
 }
 
 /// Compares (or, with REGENERATE=1, rewrites) every generated file, and

@@ -72,7 +72,7 @@ for t in json.load(sys.stdin)["packages"][0]["targets"]:
     if "bin" in t["kind"]:
         print("/usr/bin/" + t["name"])'
     for unit in systemd/*.socket systemd/*.service; do echo "/usr/lib/systemd/system/${unit#systemd/}"; done
-    for d in fortune.service.d fortune@.service.d; do
+    for d in fortune.service.d fortune@.service.d fortune-qotd.service.d; do
         echo "/usr/lib/systemd/system/$d"
         echo "/usr/lib/systemd/system/$d/fortune-mod.conf"
     done

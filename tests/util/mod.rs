@@ -583,6 +583,27 @@ impl NotifySocket {
     }
 }
 
+impl NotifySocket {
+    /// Waits (20 s at most, else fails the test) for a message after index
+    /// `from` of [`NotifySocket::messages`] that `wanted` accepts; returns
+    /// it with the index to look from next time.
+    pub fn wait_for(&self, from: usize, what: &str, wanted: impl Fn(&str) -> bool) -> (String, usize) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all = self.messages();
+            if let Some(i) = (from..all.len()).find(|&i| wanted(&all[i])) {
+                return (all[i].clone(), i + 1);
+            }
+            assert!(
+                Instant::now() < end,
+                "no notify message {what} within 20 s; got {:#?}",
+                all.get(from..)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Default for NotifySocket {
     fn default() -> Self {
         NotifySocket::new()

@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 
 /// Variables systemd sets for its services: inherited ones would make a
 /// server we start adopt descriptors or notify a manager that are not its.
-pub const ACTIVATION_VARS: [&str; 6] = [
+pub const ACTIVATION_VARS: [&str; 7] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "JOURNAL_STREAM",
+    // Set for every process systemd starts (a CI runner's service): the
+    // server would take it for a unit started without its socket.
+    "INVOCATION_ID",
 ];
 
 /// Removes [`ACTIVATION_VARS`] from what `cmd` inherits.
