@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::cidr::Cidr;
 use crate::fortunes::Selection;
 use crate::fortunes::select::{self, Choice, Length, Named};
 use crate::wire::Protocol;
@@ -116,10 +117,18 @@ pub struct Cli {
     /// Connections (and descriptors) one source may hold at once, being served or waiting for
     /// the client to close; a source is a /24 (IPv4) or a /48 (IPv6). More are closed at once,
     /// without a fortune. Of them, at most 1/8 of --max-connections may be slow readers being
-    /// written; more are reset. 0: no cap, no share (e.g. behind a proxy). Default: 1/8 of the
-    /// descriptor limit.
+    /// written; more are reset. 0: no cap, no share (e.g. behind a NAT; behind a load balancer
+    /// see --proxy-from). Default: 1/8 of the descriptor limit.
     #[arg(long, value_name = "N", env = "FORTUNE_MAX_PER_SOURCE")]
     pub max_per_source: Option<u32>,
+
+    /// Load balancers (ADDR/BITS, or an address; comma-separated): their TCP connections must
+    /// begin with a PROXY protocol header (v2, or v1 text), and are served as the client it
+    /// names: per-source caps, logs and PEER= see that client. A missing or malformed header
+    /// (or none within --timeout) closes the connection. Other peers are served as themselves,
+    /// whatever they send. Health checks (LOCAL) are served without a source. UDP is not proxied.
+    #[arg(long, value_name = "CIDR", env = "FORTUNE_PROXY_FROM", value_delimiter = ',')]
+    pub proxy_from: Vec<Cidr>,
 
     /// UDP replies a second per source (a /24 for IPv4, a /48 for IPv6), after a burst of
     /// --udp-burst; all sources together get at most 4096 times this, sources seen asking

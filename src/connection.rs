@@ -81,10 +81,10 @@ pub fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// `Accept=yes` / inetd: serve the one connection, wait for the peer, done.
+/// `peer` names the client in log lines (the one a balancer's header names).
 /// A peer that resets or vanishes is logged, not an error: systemd must not
 /// count a client's behaviour as a failed unit.
-pub fn serve_once(mut stream: Stream, frame: &[u8], timeout: Duration) {
-    let peer = stream.peer();
+pub fn serve_once(mut stream: Stream, peer: &str, frame: &[u8], timeout: Duration) {
     // Blocking, as the timeouts expect (NonBlocking=yes passes it non-blocking).
     if let Err(e) = stream.set_nonblocking(false) {
         log::warn!(peer = peer; "{peer}: cannot make the connection blocking: {e}; waiting on it instead");

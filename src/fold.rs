@@ -35,9 +35,11 @@ pub enum Fold {
     ReplyFailed,
     /// A message to the service manager (`NOTIFY_SOCKET`) was dropped.
     NotifyFailed,
+    /// A connection from `--proxy-from` without a valid PROXY header in time.
+    ProxyHeader,
 }
 
-const FOLDS: [Fold; 10] = [
+const FOLDS: [Fold; 11] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -48,12 +50,14 @@ const FOLDS: [Fold; 10] = [
     Fold::NotifyFailed,
     Fold::OverWriterShare,
     Fold::DatagramOverBudget,
+    Fold::ProxyHeader,
 ];
 
 impl Fold {
     fn level(self) -> log::Level {
         match self {
-            Fold::NoFortuneFits | Fold::NotifyFailed => log::Level::Warn,
+            // A configuration to fix (the collection, the balancer) or a manager gone.
+            Fold::NoFortuneFits | Fold::NotifyFailed | Fold::ProxyHeader => log::Level::Warn,
             Fold::AcceptFailed => log::Level::Debug,
             _ => log::Level::Info,
         }
@@ -72,6 +76,7 @@ impl Fold {
             Fold::NotifyFailed => "messages to the service manager dropped",
             Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
             Fold::DatagramOverBudget => "datagrams not answered over the reply budget of all sources",
+            Fold::ProxyHeader => "connections from --proxy-from closed without a valid PROXY header",
         }
     }
 
@@ -88,6 +93,7 @@ impl Fold {
             Fold::NotifyFailed => 7,
             Fold::OverWriterShare => 8,
             Fold::DatagramOverBudget => 9,
+            Fold::ProxyHeader => 10,
         }
     }
 

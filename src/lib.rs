@@ -6,7 +6,9 @@
 //! client, [`server`] is the accept loop, [`linger`] holds a worker's
 //! connections until their peers leave, [`prefix`] says what a source is,
 //! [`sources`] caps what one source holds, [`datagram`] answers UDP,
-//! [`ratelimit`] bounds the UDP replies a source gets, [`fold`] folds
+//! [`ratelimit`] bounds the UDP replies a source gets, [`proxy`] parses the
+//! PROXY header a load balancer sends, [`proxied`] reads it from those
+//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds
 //! client-caused log lines, [`stats`] holds the counters, [`service`] runs
 //! the process's life, [`notify`] talks to systemd, [`logging`] chooses
 //! where logs go, [`limits`] raises resource limits, [`error`] says how the
@@ -15,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod activation;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod connection;
@@ -28,6 +31,8 @@ pub mod linger;
 pub mod logging;
 pub mod notify;
 pub mod prefix;
+pub mod proxied;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
@@ -66,13 +71,24 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
         Err(e) => return Err(error::Error::from(e).refusing(activation)),
     };
     match activation {
-        Activation::Connected(stream) => {
+        Activation::Connected(mut stream) => {
             // No signalfd in this mode: SIGTERM acts as usual.
             signals::unblock_stop();
+            let trusted = cidr::Trusted::new(cli.proxy_from);
+            let mut peer = stream.peer();
+            if trusted.trusts(stream.peer_addr()) {
+                match proxied::read_blocking(&mut stream, cli.timeout) {
+                    Ok(source) => peer = source.map_or(peer, |s| s.to_string()),
+                    Err(why) => {
+                        proxied::refuse(peer, &why, &stats::Stats::default());
+                        return Ok(());
+                    }
+                }
+            }
             let live = Live::new(store, cli.daily);
             match live.frame(cli.protocol, None) {
-                Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
-                None => log::warn!("{}: no fortune fits the {} protocol", stream.peer(), cli.protocol),
+                Some(frame) => connection::serve_once(stream, &peer, &frame, cli.timeout),
+                None => log::warn!("{peer}: no fortune fits the {} protocol", cli.protocol),
             }
             Ok(())
         }
@@ -95,6 +111,7 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
                     burst: cli.udp_burst,
                 },
                 bound_here,
+                proxy_from: cidr::Trusted::new(cli.proxy_from),
             };
             service::run(config, store, listeners, datagrams)
         }

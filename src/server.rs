@@ -36,11 +36,13 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::{SockFilter, SockRef};
 
+use crate::cidr::Trusted;
 use crate::connection;
 use crate::fold::{self, Fold};
 use crate::fortunes::Live;
 use crate::health::{BEAT_EVERY, Heartbeat};
 use crate::linger::{self, Linger};
+use crate::proxied::Waiting;
 use crate::sockets::{Listener, Stream};
 use crate::sources::{SourceSlot, Sources};
 use crate::stats::{Active, Stats};
@@ -61,8 +63,9 @@ const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 /// Events one `epoll_wait` returns at most.
 const EVENTS: usize = 64;
-/// epoll key of the stop eventfd; listeners use their index, parked
-/// connections [`linger::FIRST_KEY`] and up.
+/// epoll key of the stop eventfd; listeners use their index, connections
+/// waiting for their PROXY header [`crate::proxied::FIRST_KEY`] and up,
+/// parked connections [`linger::FIRST_KEY`] and up.
 const WAKE: u64 = linger::FIRST_KEY - 1;
 /// When stopping, how long handshakes already under way get to complete
 /// (a round trip) before a listener bound here stops listening.
@@ -92,6 +95,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The listeners are our own `--listen` sockets, closed by [`Server::stop`].
     pub bound_here: bool,
+    /// `--proxy-from`: peers whose connections begin with a PROXY header.
+    pub proxy_from: Trusted,
 }
 
 /// What a parked connection carries until it is closed: it is counted
@@ -313,7 +318,12 @@ impl Server {
     }
 
     /// Accepts and serves up to a batch of clients from one listener.
-    fn accept_some<'a>(self: &'a Arc<Self>, index: usize, linger: &mut Linger<Riders<'a>>) -> Backlog {
+    fn accept_some<'a>(
+        self: &'a Arc<Self>,
+        index: usize,
+        linger: &mut Linger<Riders<'a>>,
+        waiting: &mut Waiting<Protocol>,
+    ) -> Backlog {
         let (listener, protocol) = &self.config.listeners[index];
         self.heartbeat.beat();
         for _ in 0..ACCEPT_BATCH {
@@ -324,7 +334,15 @@ impl Server {
                     {
                         log::warn!("descriptors available again; accepting clients");
                     }
-                    self.serve(stream, peer, *protocol, linger);
+                    match peer.filter(|_| self.config.proxy_from.trusts(peer)) {
+                        // A balancer's: served as the client its header names.
+                        Some(balancer) => {
+                            if let Some(a) = waiting.admit(stream, balancer, *protocol) {
+                                self.serve(a.stream, a.source, a.tag, linger);
+                            }
+                        }
+                        None => self.serve(stream, peer, *protocol, linger),
+                    }
                     continue;
                 }
                 Err(e) => e,
@@ -354,10 +372,14 @@ impl Server {
 
     /// Serves what is queued on every listener, until the queues are empty
     /// (true) or the stop deadline, or descriptors or memory run out (false).
-    fn drain<'a>(self: &'a Arc<Self>, linger: &mut Linger<Riders<'a>>) -> bool {
+    fn drain<'a>(
+        self: &'a Arc<Self>,
+        linger: &mut Linger<Riders<'a>>,
+        waiting: &mut Waiting<Protocol>,
+    ) -> bool {
         for index in 0..self.config.listeners.len() {
             loop {
-                match self.accept_some(index, linger) {
+                match self.accept_some(index, linger, waiting) {
                     Backlog::Empty => break,
                     Backlog::More if self.stop_by.get().is_none_or(|&d| Instant::now() < d) => {}
                     Backlog::More | Backlog::Paused => return false,
@@ -412,6 +434,8 @@ impl Server {
         stream.set_nonblocking(true).map(|()| Delivery::Whole)
     }
 
+    /// Serves `peer`: the connection's own, or the client a balancer's
+    /// header names (none: not counted in any source, e.g. a health check).
     fn serve<'a>(
         self: &'a Arc<Self>,
         stream: Stream,
@@ -433,12 +457,12 @@ impl Server {
                 // Debug: the store warned once why (a line per connection would flood).
                 log::debug!(
                     "{}: no fortune fits the {protocol} protocol; closing",
-                    stream.peer()
+                    who(peer, &stream)
                 );
             }
             Some(frame) => match self.send(&mut stream, &frame, &slot) {
                 Ok(Delivery::Whole) => {
-                    log::debug!(peer = stream.peer(); "{}: served", stream.peer());
+                    log::debug!(peer = who(peer, &stream); "{}: served", who(peer, &stream));
                     stats.served.fetch_add(1, Ordering::Relaxed);
                     linger.park(stream, (active, slot));
                 }
@@ -450,7 +474,7 @@ impl Server {
                         format_args!(
                             "{}: a slow reader, and its network already has {share} others being written \
                              (1/{} of --max-connections); closing",
-                            stream.peer(),
+                            who(peer, &stream),
                             crate::sources::WRITER_SHARE
                         ),
                     );
@@ -459,7 +483,7 @@ impl Server {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     fold::note(
                         Fold::NotDelivered,
-                        format_args!("{}: fortune not delivered: {e}", stream.peer()),
+                        format_args!("{}: fortune not delivered: {e}", who(peer, &stream)),
                     );
                 }
             },
@@ -515,6 +539,7 @@ impl Worker {
         };
         server.started();
         let mut linger = Linger::new(server.config.timeout);
+        let mut waiting = Waiting::new(server.config.timeout, Arc::clone(&server.config.stats));
         let mut events = [EpollEvent::empty(); EVENTS];
         let mut phase = Phase::Serving {
             retire_at: Instant::now() + RETIRE_AFTER,
@@ -522,9 +547,19 @@ impl Worker {
         loop {
             server.heartbeat.beat();
             let now = Instant::now();
-            let next_close = linger.tend(&epoll, now);
-            let Some(wake_at) = self.next_wake(&server, &mut phase, &epoll, &mut linger, next_close, now)
-            else {
+            // Headers completed meanwhile are served before the look at the lingering.
+            let next_header = waiting.tend(&epoll, now, |a| {
+                server.serve(a.stream, a.source, a.tag, &mut linger)
+            });
+            let next_close = linger.tend(&epoll, now).into_iter().chain(next_header).min();
+            let Some(wake_at) = self.next_wake(
+                &server,
+                &mut phase,
+                &epoll,
+                (&mut linger, &mut waiting),
+                next_close,
+                now,
+            ) else {
                 return;
             };
             // Never longer than a heartbeat: the watchdog must see this worker alive.
@@ -550,8 +585,13 @@ impl Worker {
                         phase = Phase::Draining;
                         let _ = epoll.delete(&server.wake);
                     }
+                    key if Waiting::<Protocol>::owns(key) => {
+                        if let Some(a) = waiting.ready(&epoll, key) {
+                            server.serve(a.stream, a.source, a.tag, &mut linger);
+                        }
+                    }
                     key if key < WAKE => {
-                        server.accept_some(key as usize, &mut linger);
+                        server.accept_some(key as usize, &mut linger, &mut waiting);
                         if let Phase::Serving { retire_at } = &mut phase {
                             *retire_at = Instant::now() + RETIRE_AFTER;
                         }
@@ -570,19 +610,20 @@ impl Worker {
         server: &'a Arc<Server>,
         phase: &mut Phase,
         epoll: &Epoll,
-        linger: &mut Linger<Riders<'a>>,
+        (linger, waiting): (&mut Linger<Riders<'a>>, &mut Waiting<Protocol>),
         next_close: Option<Instant>,
         now: Instant,
     ) -> Option<Instant> {
+        let idle = |linger: &Linger<_>, waiting: &Waiting<_>| linger.is_empty() && waiting.is_empty();
         match *phase {
-            Phase::Serving { retire_at } if linger.is_empty() => {
+            Phase::Serving { retire_at } if idle(linger, waiting) => {
                 if now < retire_at {
                     return Some(retire_at);
                 }
                 // A wake-up for a new client (EPOLLEXCLUSIVE wakes one
                 // waiter only) may have come to this worker as its wait
                 // timed out: take what is queued before going.
-                if server.drain(linger) && linger.is_empty() && self.retire() {
+                if server.drain(linger, waiting) && idle(linger, waiting) && self.retire() {
                     return None;
                 }
                 let retire_at = now + RETIRE_AFTER;
@@ -594,12 +635,12 @@ impl Worker {
                 None // dropping what still lingers
             }
             Phase::Draining => {
-                if server.last_accept.get().is_some_and(|&t| now >= t) && server.drain(linger) {
+                if server.last_accept.get().is_some_and(|&t| now >= t) && server.drain(linger, waiting) {
                     *phase = Phase::Closing;
                     for (listener, _) in &server.config.listeners {
                         let _ = epoll.delete(listener);
                     }
-                    return self.next_wake(server, phase, epoll, linger, next_close, now);
+                    return self.next_wake(server, phase, epoll, (linger, waiting), next_close, now);
                 }
                 let until = server
                     .last_accept
@@ -610,7 +651,7 @@ impl Worker {
                     .min();
                 until.or(Some(now + BEAT_EVERY))
             }
-            Phase::Closing if linger.is_empty() => None,
+            Phase::Closing if idle(linger, waiting) => None,
             Phase::Closing => {
                 let until = server.stop_by.get().copied().into_iter().chain(next_close).min();
                 until.or(Some(now + BEAT_EVERY))
@@ -717,6 +758,12 @@ impl AcceptError {
     }
 }
 
+/// A client for log lines: the address served (for a balancer's connection,
+/// the client its header names), else what the socket says.
+fn who(peer: Option<SocketAddr>, stream: &Stream) -> String {
+    peer.map_or_else(|| stream.peer(), |p| p.to_string())
+}
+
 /// The epoll timeout until `at` (none: forever), rounded up to the next
 /// millisecond so that the deadline has passed when the wait ends.
 fn timeout_until(at: Option<Instant>, now: Instant) -> EpollTimeout {
@@ -780,6 +827,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_connections: 4,
             bound_here: true,
+            proxy_from: Trusted::default(),
         })
         .unwrap();
         server.start().unwrap();

@@ -14,6 +14,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use crate::activation::Named;
+use crate::cidr::Trusted;
 use crate::error::Error;
 use crate::fortunes::{Live, Opening, Selection, Store};
 use crate::logging::id;
@@ -43,6 +44,8 @@ pub struct Config {
     pub udp: datagram::Limits,
     /// The listeners are our own `--listen` sockets (see [`server::Config`]).
     pub bound_here: bool,
+    /// `--proxy-from`.
+    pub proxy_from: Trusted,
 }
 
 /// Serves until SIGTERM or SIGINT (or `idle_exit` without a client), then
@@ -120,6 +123,12 @@ fn start_server(
         ),
         _ => log::info!("no cap on the connections one source may hold (--max-per-source 0)"),
     }
+    if !config.proxy_from.is_empty() {
+        log::info!(
+            "TCP connections from {} begin with a PROXY header and are served as the client it names (--proxy-from)",
+            config.proxy_from
+        );
+    }
     let server = Server::new(server::Config {
         listeners,
         live: Arc::clone(live),
@@ -128,6 +137,7 @@ fn start_server(
         timeout: config.timeout,
         max_connections: config.max_connections,
         bound_here: config.bound_here,
+        proxy_from: config.proxy_from.clone(),
     })
     .map_err(|e| Error::runtime("setting up the accept loop", e))?;
     server

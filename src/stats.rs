@@ -19,6 +19,8 @@ pub struct Stats {
     cap_quiet_until: AtomicU64,
     /// Connections closed at once: their source held `--max-per-source`.
     pub over_source_cap: AtomicU64,
+    /// Connections from `--proxy-from` closed: no valid PROXY header in time.
+    pub proxy_refused: AtomicU64,
     /// Slow readers closed: their source had its share of the writers.
     pub over_writer_share: AtomicU64,
     /// Datagrams from a port below 1024 or from our own port, not answered.
@@ -98,6 +100,7 @@ impl Stats {
         );
         let dropped = [
             (&self.over_source_cap, "closed over --max-per-source"),
+            (&self.proxy_refused, "closed without a valid PROXY header"),
             (
                 &self.over_writer_share,
                 "slow readers closed over their network's writer share",
