@@ -17,12 +17,20 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use fortune_server::client::Failure;
 use fortune_server::client::bench::{self, Options, Report};
 use fortune_server::wire::Protocol;
+
+// Starting servers and finding their port, as the integration tests do.
+#[path = "../tests/util/process.rs"]
+mod process;
+
+fn free_port() -> Result<u16, String> {
+    process::free_port().map_err(|e| format!("no free loopback port: {e}"))
+}
 
 const SERVER: &str = "target/release/fortune-server";
 const FLOOR: &str = "target/release/examples/floor";
@@ -109,15 +117,10 @@ impl Contender {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Some(port) = listening_port(pid) {
-                contender.addr.set_port(port);
-                return Ok(contender);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("{name} (pid {pid}) listens on no TCP port after 10 s"))
+        let port = process::listening_port(pid, Duration::from_secs(10))
+            .ok_or_else(|| format!("{name} (pid {pid}) listens on no TCP port after 10 s"))?;
+        contender.addr.set_port(port);
+        Ok(contender)
     }
 
     fn pid(&self) -> u32 {
@@ -169,21 +172,11 @@ impl Contender {
     }
 }
 
-/// The port process `pid` listens on, from `ss -Hltnp`.
-fn listening_port(pid: u32) -> Option<u16> {
-    let out = Command::new("ss").args(["-Hltnp"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tag = format!("pid={pid},");
-    let line = text.lines().find(|l| l.contains(&tag))?;
-    let local = line.split_whitespace().nth(3)?;
-    local.rsplit_once(':')?.1.parse().ok()
-}
-
 fn service(extra: &[&str]) -> Command {
     let mut cmd = Command::new(SERVER);
     cmd.args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
         .args(extra);
-    clean_env(&mut cmd);
+    process::clean_env(&mut cmd);
     cmd
 }
 
@@ -191,32 +184,6 @@ fn qt(binary: &str) -> Command {
     let mut cmd = Command::new(binary);
     cmd.env("QT_QPA_PLATFORM", "offscreen");
     cmd
-}
-
-fn clean_env(cmd: &mut Command) {
-    for var in [
-        "LISTEN_PID",
-        "LISTEN_FDS",
-        "LISTEN_FDNAMES",
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-    ] {
-        cmd.env_remove(var);
-    }
-}
-
-fn socket_activate(port: u16, program: &str) -> Command {
-    let mut cmd = Command::new("systemd-socket-activate");
-    cmd.args(["--accept", "-l", &format!("127.0.0.1:{port}"), program]);
-    clean_env(&mut cmd);
-    cmd
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
 }
 
 /// `fortune-client bench` with its defaults (two driver threads).
@@ -584,7 +551,13 @@ fn run(args: &Args) -> Result<(), String> {
     // systemd-socket-activate reaped.
     let mut per_conn = Vec::new();
     for (name, program) in PER_CONNECTION {
-        let c = Contender::start(name, socket_activate(free_port()?, program))?;
+        let c = Contender::start(
+            name,
+            process::socket_activate(
+                &["--accept", "-l", &format!("127.0.0.1:{}", free_port()?)],
+                program,
+            ),
+        )?;
         note(&format!("Accept=yes {name} on {}", c.addr));
         load(c.addr, 4, 0.5, 0)?;
         per_conn.push(c);

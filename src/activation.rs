@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
 use nix::sys::stat::{SFlag, fstat};
@@ -71,6 +72,11 @@ pub enum ActivationError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    /// Started by systemd (`INVOCATION_ID`) with no socket, and no
+    /// `--listen` given: its socket unit is down or has `Accept=yes`.
+    NoSocket {
+        unit: Option<String>,
+    },
 }
 
 impl fmt::Display for ActivationError {
@@ -96,67 +102,109 @@ impl fmt::Display for ActivationError {
                 f,
                 "cannot listen on {addr}: {error} (choose another address with --listen or FORTUNE_LISTEN)"
             ),
+            NoSocket { unit } => {
+                let service = unit.as_deref().unwrap_or("this service");
+                let socket = unit
+                    .as_deref()
+                    .and_then(|u| u.strip_suffix(".service"))
+                    .map_or_else(|| "its .socket unit".to_string(), |u| format!("{u}.socket"));
+                write!(
+                    f,
+                    "systemd started {service} without a socket to serve (no LISTEN_FDS): {socket} is not \
+                     listening, or has Accept=yes and starts one process per connection itself. Start the \
+                     socket (systemctl start {socket}); with Accept=yes, {service} is not needed \
+                     (systemctl stop {service})"
+                )
+            }
         }
     }
 }
 
 impl std::error::Error for ActivationError {}
 
+/// The descriptors this process was handed, owned, not yet asked what
+/// they are (see [`activate`]).
+#[derive(Debug)]
+pub struct Inherited {
+    fds: Vec<(OwnedFd, Option<String>)>,
+    /// Why they cannot all be used, found while taking them.
+    problem: Option<ActivationError>,
+}
+
 /// Takes the descriptors this process inherited: fd 0 with `--inetd`, else
 /// those `LISTEN_FDS` names. Unsets `LISTEN_*` so children inherit nothing.
 /// The one place raw inherited descriptors become owned.
 ///
-/// Must run before any thread starts: it changes the environment.
+/// # Safety
+///
+/// Call it once, first thing in `main`: before any thread starts (it
+/// changes the environment, which another thread may be reading), and
+/// before anything in the process opens a descriptor (a log socket, a
+/// file): the numbers `LISTEN_FDS` names must be the inherited descriptors,
+/// owned by nothing else, not one the process opened itself and uses.
 #[allow(unsafe_code)]
-fn take_inherited(inetd: bool) -> Result<Vec<(OwnedFd, Option<String>)>, ActivationError> {
+pub unsafe fn take_inherited(inetd: bool) -> Inherited {
     use std::os::fd::FromRawFd;
     let fds_value = std::env::var("LISTEN_FDS").unwrap_or_default();
     let names_value = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     let pid_value = std::env::var("LISTEN_PID").unwrap_or_default();
-    // SAFETY: `run()` calls this before it starts any thread, so nothing can
-    // read the environment while it changes.
+    // SAFETY: no other thread exists yet (this function's contract).
     let listed = unsafe { sd_notify::listen_fds_with_names_and_unset_env() };
     let is_open = |fd: RawFd| {
         // SAFETY: borrowed only for this fcntl, which is harmless on any number.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD) != Err(Errno::EBADF)
     };
-    // SAFETY (for both callers): the fd was handed to this process to own
-    // (fd 0 by inetd or StandardInput=socket; fds 3.. by systemd, LISTEN_PID
-    // having matched), nothing else in the process uses or closes it, and it
-    // is open.
-    let adopt = |fd: RawFd| match is_open(fd) {
-        true => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
-        false => Err(ActivationError::NotOpen { fd }),
-    };
+    // SAFETY: the fd was handed to this process to own (fd 0 by inetd or
+    // StandardInput=socket; fds 3.. by systemd, LISTEN_PID having matched),
+    // it is open, and nothing in the process has opened or used a
+    // descriptor yet (this function's contract), so nothing else owns it.
+    let adopt = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
+    let taken = |fds, problem| Inherited { fds, problem };
     if inetd {
-        return Ok(vec![(adopt(0)?, None)]);
-    }
-    let listed = listed.map_err(|e| {
-        if e.raw_os_error() == Some(Errno::EBADF as i32) {
-            let count: RawFd = fds_value.parse().unwrap_or(0);
-            if let Some(fd) = (3..3 + count).find(|&fd| !is_open(fd)) {
-                return ActivationError::NotOpen { fd };
-            }
-        }
-        let (var, value, why) = match e.to_string().as_str() {
-            "invalid LISTEN_FDNAMES" => (
-                "LISTEN_FDNAMES",
-                names_value,
-                format!("must hold one name per descriptor (LISTEN_FDS={fds_value}), separated by ':'"),
-            ),
-            "invalid LISTEN_PID" => ("LISTEN_PID", pid_value, "is not a process id".to_string()),
-            _ => (
-                "LISTEN_FDS",
-                fds_value,
-                "is not a number of descriptors".to_string(),
-            ),
+        return match is_open(0) {
+            true => taken(vec![(adopt(0), None)], None),
+            false => taken(Vec::new(), Some(ActivationError::NotOpen { fd: 0 })),
         };
-        ActivationError::Environment { var, value, why }
-    })?;
-    listed
-        .map(|(fd, name)| Ok((adopt(fd)?, Some(name).filter(|n| !n.is_empty() && n != "unknown"))))
-        .collect()
+    }
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(e) => {
+            if e.raw_os_error() == Some(Errno::EBADF as i32) {
+                let count: RawFd = fds_value.parse().unwrap_or(0);
+                // The open ones are still ours, to refuse their clients.
+                let (open, closed): (Vec<RawFd>, Vec<RawFd>) = (3..3 + count).partition(|&fd| is_open(fd));
+                if let Some(&fd) = closed.first() {
+                    let fds = open.into_iter().map(|fd| (adopt(fd), None)).collect();
+                    return taken(fds, Some(ActivationError::NotOpen { fd }));
+                }
+            }
+            let (var, value, why) = match e.to_string().as_str() {
+                "invalid LISTEN_FDNAMES" => (
+                    "LISTEN_FDNAMES",
+                    names_value,
+                    format!("must hold one name per descriptor (LISTEN_FDS={fds_value}), separated by ':'"),
+                ),
+                "invalid LISTEN_PID" => ("LISTEN_PID", pid_value, "is not a process id".to_string()),
+                _ => (
+                    "LISTEN_FDS",
+                    fds_value,
+                    "is not a number of descriptors".to_string(),
+                ),
+            };
+            return taken(Vec::new(), Some(ActivationError::Environment { var, value, why }));
+        }
+    };
+    let named = |name: String| Some(name).filter(|n| !n.is_empty() && n != "unknown");
+    let mut fds = Vec::new();
+    let mut problem = None;
+    for (fd, name) in listed {
+        match is_open(fd) {
+            true => fds.push((adopt(fd), named(name))),
+            false => problem = problem.or(Some(ActivationError::NotOpen { fd })),
+        }
+    }
+    taken(fds, problem)
 }
 
 /// What kind of socket one descriptor is, by asking it.
@@ -199,37 +247,65 @@ fn inspect(fd: &OwnedFd) -> Result<Kind, ActivationError> {
     }
 }
 
-/// Adopts what was inherited, or binds `listen` when nothing was.
-pub fn activate(inetd: bool, listen: &[SocketAddr]) -> Result<Activation, ActivationError> {
-    let inherited = take_inherited(inetd)?;
-    if inherited.is_empty() {
-        return bind(listen);
+/// Why [`activate`] failed, with the inherited sockets that could still be
+/// adopted: [`Activation::refuse_pending`] on them before exiting.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ActivationError,
+    pub hold: Activation,
+}
+
+/// Asks each inherited socket what it is, or binds `listen` when nothing
+/// was inherited (unless systemd started us and `listen` was not `given`:
+/// the unit's sandbox has no network, so the socket unit is what is
+/// missing, see [`systemd_unit`]).
+pub fn activate(inherited: Inherited, listen: &[SocketAddr], given: bool) -> Result<Activation, Failed> {
+    let Inherited { fds, mut problem } = inherited;
+    if fds.is_empty() && problem.is_none() {
+        let error = if !given && std::env::var_os("INVOCATION_ID").is_some() {
+            Err(ActivationError::NoSocket { unit: systemd_unit() })
+        } else {
+            bind(listen)
+        };
+        return error.map_err(|error| Failed {
+            error,
+            hold: Activation::refusing(Vec::new(), Vec::new()),
+        });
     }
-    let count = inherited.len();
+    let count = fds.len();
     let mut listeners = Vec::new();
     let mut datagrams = Vec::new();
-    for (fd, name) in inherited {
+    for (fd, name) in fds {
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        match inspect(&fd)? {
-            Kind::Listening(family) => listeners.push(Named {
+        match inspect(&fd) {
+            Ok(Kind::Listening(family)) => listeners.push(Named {
                 socket: Listener::from_fd(fd, family),
                 name,
             }),
-            Kind::Datagram => datagrams.push(Named {
+            Ok(Kind::Datagram) => datagrams.push(Named {
                 socket: UdpSocket::from(fd),
                 name,
             }),
-            Kind::Connected(family) if count == 1 => {
+            Ok(Kind::Connected(family)) if count == 1 && problem.is_none() => {
                 return Ok(Activation::Connected(Stream::from_fd(fd, family)));
             }
-            Kind::Connected(_) => return Err(ActivationError::ConnectedAmongOthers { fd: raw, count }),
+            Ok(Kind::Connected(_)) => {
+                problem = problem.or(Some(ActivationError::ConnectedAmongOthers { fd: raw, count }))
+            }
+            Err(e) => problem = problem.or(Some(e)),
         }
     }
-    Ok(Activation::Listening {
-        listeners,
-        datagrams,
-        bound_here: false,
-    })
+    match problem {
+        None => Ok(Activation::Listening {
+            listeners,
+            datagrams,
+            bound_here: false,
+        }),
+        Some(error) => Err(Failed {
+            error,
+            hold: Activation::refusing(listeners, datagrams),
+        }),
+    }
 }
 
 /// At most this many queued connections (and datagrams) per socket are
@@ -243,6 +319,15 @@ const REFUSE_AT_MOST: usize = 4096;
 pub const REFUSE_FOR: Duration = Duration::from_secs(3);
 
 impl Activation {
+    /// Inherited sockets to refuse clients on (see [`Activation::refuse_pending`]).
+    fn refusing(listeners: Vec<Named<Listener>>, datagrams: Vec<Named<UdpSocket>>) -> Activation {
+        Activation::Listening {
+            listeners,
+            datagrams,
+            bound_here: false,
+        }
+    }
+
     /// Before exiting on an error: for [`REFUSE_FOR`], closes the
     /// connections arriving on inherited listening sockets and drops the
     /// datagrams arriving on inherited UDP ones. Left queued, they would make
@@ -258,27 +343,27 @@ impl Activation {
         else {
             return;
         };
-        let listeners: Vec<&Listener> = listeners
+        // Non-blocking for the hold only: systemd keeps these open file
+        // descriptions for the next start, which must find them as they were.
+        let listeners: Vec<NonBlocking<'_, Listener>> = listeners
             .iter()
-            .map(|named| &named.socket)
-            .filter(|socket| socket.set_nonblocking(true).is_ok())
+            .filter_map(|named| NonBlocking::set(&named.socket))
             .collect();
-        let datagrams: Vec<&UdpSocket> = datagrams
+        let datagrams: Vec<NonBlocking<'_, UdpSocket>> = datagrams
             .iter()
-            .map(|named| &named.socket)
-            .filter(|socket| socket.set_nonblocking(true).is_ok())
+            .filter_map(|named| NonBlocking::set(&named.socket))
             .collect();
         let deadline = Instant::now() + REFUSE_FOR;
         let mut byte = [0u8; 1];
         loop {
             for socket in &listeners {
                 (0..REFUSE_AT_MOST)
-                    .map_while(|_| socket.accept().ok())
+                    .map_while(|_| socket.0.accept().ok())
                     .for_each(drop);
             }
             for socket in &datagrams {
                 (0..REFUSE_AT_MOST)
-                    .map_while(|_| socket.recv(&mut byte).ok())
+                    .map_while(|_| socket.0.recv(&mut byte).ok())
                     .for_each(drop);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -287,8 +372,8 @@ impl Activation {
             }
             let mut fds: Vec<PollFd<'_>> = listeners
                 .iter()
-                .map(|socket| socket.as_fd())
-                .chain(datagrams.iter().map(|socket| socket.as_fd()))
+                .map(|socket| socket.0.as_fd())
+                .chain(datagrams.iter().map(|socket| socket.0.as_fd()))
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
             let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
@@ -299,13 +384,35 @@ impl Activation {
     }
 }
 
-/// After a usage error, when the command line could not say what to adopt:
-/// [`Activation::refuse_pending`] on the sockets `LISTEN_FDS` passes, if any.
-/// Must run before any thread starts, as [`activate`].
-pub fn refuse_inherited() {
-    if let Ok(activation) = activate(false, &[]) {
-        activation.refuse_pending();
+/// A socket made non-blocking for a while: put back as it was when dropped.
+struct NonBlocking<'a, S: AsFd>(&'a S, OFlag);
+
+impl<'a, S: AsFd> NonBlocking<'a, S> {
+    /// None if the socket's flags cannot be read or set (it is left out).
+    fn set(socket: &'a S) -> Option<NonBlocking<'a, S>> {
+        let was = OFlag::from_bits_truncate(fcntl(socket.as_fd(), FcntlArg::F_GETFL).ok()?);
+        fcntl(socket.as_fd(), FcntlArg::F_SETFL(was | OFlag::O_NONBLOCK)).ok()?;
+        Some(NonBlocking(socket, was))
     }
+}
+
+impl<S: AsFd> Drop for NonBlocking<'_, S> {
+    fn drop(&mut self) {
+        let _ = fcntl(self.0.as_fd(), FcntlArg::F_SETFL(self.1));
+    }
+}
+
+/// The unit systemd runs this process in: the last part of its cgroup
+/// (`0::/system.slice/fortune.service`), if it names a service.
+fn systemd_unit() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    unit_of_cgroup(&cgroup)
+}
+
+fn unit_of_cgroup(cgroup: &str) -> Option<String> {
+    let path = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let last = path.trim_end().rsplit('/').next()?;
+    last.ends_with(".service").then(|| last.to_string())
 }
 
 /// Listen backlog for sockets we bind: deep enough that a burst of clients
@@ -335,4 +442,31 @@ fn bind(addrs: &[SocketAddr]) -> Result<Activation, ActivationError> {
         datagrams: Vec::new(),
         bound_here: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_comes_from_the_cgroup() {
+        assert_eq!(
+            unit_of_cgroup("0::/system.slice/fortune.service\n").as_deref(),
+            Some("fortune.service")
+        );
+        assert_eq!(unit_of_cgroup("0::/user.slice/session-3.scope\n"), None);
+        assert_eq!(unit_of_cgroup("1:name=systemd:/x\n"), None);
+    }
+
+    #[test]
+    fn no_socket_names_the_cause_and_the_fix_never_listen() {
+        let e = ActivationError::NoSocket {
+            unit: Some("fortune.service".into()),
+        }
+        .to_string();
+        assert!(e.contains("without a socket to serve"), "{e}");
+        assert!(e.contains("systemctl start fortune.socket"), "{e}");
+        assert!(e.contains("Accept=yes"), "{e}");
+        assert!(!e.contains("--listen") && !e.contains("FORTUNE_LISTEN"), "{e}");
+    }
 }

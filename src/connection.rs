@@ -6,13 +6,18 @@
 //! reads and discards until the peer closes or the deadline passes.
 
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::sockets::Stream;
 
 /// Writes all of `frame` by `deadline` (one timeout for the whole frame, not
 /// per write: a client reading a byte at a time cannot stretch it), then
 /// shuts down the write side so the peer sees the end of the stream.
+/// Blocking or not, the stream is waited on until the deadline.
 pub fn send(stream: &mut Stream, frame: &[u8], timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut rest = frame;
@@ -22,10 +27,27 @@ pub fn send(stream: &mut Stream, frame: &[u8], timeout: Duration) -> io::Result<
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for(stream, PollFlags::POLLOUT, deadline)?,
             Err(e) => return Err(e),
         }
     }
     stream.shutdown_write()
+}
+
+/// Waits until `stream` is ready for `what`, at most until `deadline`: for
+/// a non-blocking stream (or a timeout that ended early), where a write or
+/// read says `EAGAIN` at once.
+fn wait_for(stream: &Stream, what: PollFlags, deadline: Instant) -> io::Result<()> {
+    let left = remaining(deadline)?;
+    let mut fds = [PollFd::new(stream.as_fd(), what)];
+    let millis = left.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Blocks until the peer closes (or resets), draining what it sends, for at
@@ -40,6 +62,7 @@ pub fn wait_for_close(stream: &mut Stream, timeout: Duration) -> io::Result<()> 
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for(stream, PollFlags::POLLIN, deadline)?,
             Err(e) => return Err(e),
         }
     }
@@ -58,10 +81,14 @@ pub fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// `Accept=yes` / inetd: serve the one connection, wait for the peer, done.
+/// `peer` names the client in log lines (the one a balancer's header names).
 /// A peer that resets or vanishes is logged, not an error: systemd must not
 /// count a client's behaviour as a failed unit.
-pub fn serve_once(mut stream: Stream, frame: &[u8], timeout: Duration) {
-    let peer = stream.peer();
+pub fn serve_once(mut stream: Stream, peer: &str, frame: &[u8], timeout: Duration) {
+    // Blocking, as the timeouts expect (NonBlocking=yes passes it non-blocking).
+    if let Err(e) = stream.set_nonblocking(false) {
+        log::warn!(peer = peer; "{peer}: cannot make the connection blocking: {e}; waiting on it instead");
+    }
     let result = send(&mut stream, frame, timeout).and_then(|()| wait_for_close(&mut stream, timeout));
     match result {
         Ok(()) => log::debug!(peer = peer; "{peer}: served"),

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::panic::Location;
 
-use crate::activation::ActivationError;
+use crate::activation::{Activation, ActivationError};
 use crate::fortunes::LoadError;
 
 /// Exit statuses, documented in docs/reference.md and fortune-server(8), and pinned by `tests/exit_codes.rs`.
@@ -15,12 +15,15 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A fortune file or directory is unreadable, not a regular file (a
     /// FIFO, a device), holds no fortunes (or only ones longer than
-    /// `--max-entry`), is too large to read without an index, is not UTF-8
-    /// (without an index), or is offensive without `--offensive`.
+    /// `--max-entry`, or none of the length chosen), is too large to read
+    /// without an index, is not UTF-8 (without an index), or is offensive
+    /// without `--offensive`.
     pub const FORTUNES: u8 = 1;
-    /// Command line or `FORTUNE_*` variable not understood (clap's own status).
+    /// Command line or `FORTUNE_*` variable not understood (clap's own
+    /// status), or `--fortunes` percentages against fortune-mod's rules.
     pub const USAGE: u8 = 2;
-    /// The inherited descriptors or `LISTEN_*` variables are not usable.
+    /// The inherited descriptors or `LISTEN_*` variables are not usable, or
+    /// systemd passed none (and `--listen` was not given).
     pub const ACTIVATION: u8 = 3;
     /// A `--listen` address could not be bound.
     pub const LISTEN: u8 = 4;
@@ -37,25 +40,33 @@ pub mod exit {
         ),
         (
             FORTUNES,
-            "A fortune file or directory is unreadable, is not a regular file (a FIFO, a device, a \
-             socket; or its index is one), holds no fortunes (or only ones longer than --max-entry), \
-             is larger than 4 MiB without an index, is not UTF-8 (a file without index), or is \
-             offensive without --offensive. Nothing was served.",
+            "A fortune file named on its own is unreadable, is not a regular file (a FIFO, a device, \
+             a socket; or its index is one), is the kernel's (/proc, /sys, /dev), holds no fortunes \
+             (or only ones longer than --max-entry), is larger than 4 MiB without an index, is not \
+             UTF-8 (a file without index), or is offensive without --offensive; or the collection, \
+             or a path given a percentage, holds no fortune of the length --short or --long chose; \
+             or a directory is unreadable or holds no servable fortune file (broken members are only left out while \
+             one is servable). Nothing was served.",
         ),
         (
             USAGE,
-            "The command line or a FORTUNE_* variable is not understood.",
+            "The command line or a FORTUNE_* variable is not understood, or the --fortunes \
+             percentages break fortune-mod's rules (more than 100 together; below 100 with no path \
+             to take the rest; 100 with paths left without one).",
         ),
         (
             ACTIVATION,
             "The inherited descriptors are unusable: LISTEN_FDS or LISTEN_FDNAMES malformed, a \
              descriptor not open, not a socket, of an unsupported type, or a connected socket \
-             passed among others.",
+             passed among others; or systemd started it with none (its socket stopped, or \
+             Accept=yes) and no --listen was given.",
         ),
         (LISTEN, "A --listen address cannot be bound."),
         (
             RUNTIME,
-            "The system refused a resource (threads, epoll, signal handling).",
+            "The system refused a resource (threads, epoll, signal handling), or a serving \
+             thread (a worker, a UDP thread) died and could not be replaced: systemd restarts \
+             the service (Restart=on-failure).",
         ),
     ];
 }
@@ -66,6 +77,9 @@ pub mod exit {
 pub struct Error {
     pub cause: Cause,
     at: &'static Location<'static>,
+    /// The inherited sockets, to refuse their clients for a while once the
+    /// error is logged ([`Error::pending`]).
+    pending: Option<Box<Activation>>,
 }
 
 #[derive(Debug)]
@@ -84,7 +98,20 @@ impl Error {
         Error {
             cause,
             at: Location::caller(),
+            pending: None,
         }
+    }
+
+    /// Keeps the sockets, for [`Error::pending`].
+    pub(crate) fn refusing(mut self, activation: Activation) -> Error {
+        self.pending = Some(Box::new(activation));
+        self
+    }
+
+    /// The sockets to refuse clients on once the error is logged (so that
+    /// `systemctl status` shows the cause at once), if any.
+    pub fn pending(&self) -> Option<&Activation> {
+        self.pending.as_deref()
     }
 
     #[track_caller]

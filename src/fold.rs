@@ -1,6 +1,7 @@
-//! Folding of client-caused log lines: the first of an interval is logged in
-//! full, the rest as one count when the interval ends, so a reset storm or a
-//! UDP flood cannot flood the journal.
+//! Folding of repeated log lines (client-caused ones, and a service manager
+//! that does not read): the first of an interval is logged in full, the
+//! rest as one count when the interval ends, so a reset storm, a UDP flood
+//! or a stalled notify socket cannot flood the journal.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -22,15 +23,23 @@ pub enum Fold {
     AcceptFailed,
     /// A connection was closed at once: its source holds `--max-per-source`.
     OverSourceCap,
+    /// A slow reader was closed: its source had its share of the writers.
+    OverWriterShare,
     /// A datagram from a port below 1024 or from our own port: not answered.
     DatagramIgnored,
     /// A datagram over its source's `--udp-rate`: not answered.
     DatagramLimited,
+    /// A datagram over the reply budget of all sources together: not answered.
+    DatagramOverBudget,
     /// A UDP reply could not be sent.
     ReplyFailed,
+    /// A message to the service manager (`NOTIFY_SOCKET`) was dropped.
+    NotifyFailed,
+    /// A connection from `--proxy-from` without a valid PROXY header in time.
+    ProxyHeader,
 }
 
-const FOLDS: [Fold; 7] = [
+const FOLDS: [Fold; 11] = [
     Fold::NotDelivered,
     Fold::NoFortuneFits,
     Fold::AcceptFailed,
@@ -38,12 +47,17 @@ const FOLDS: [Fold; 7] = [
     Fold::DatagramIgnored,
     Fold::DatagramLimited,
     Fold::ReplyFailed,
+    Fold::NotifyFailed,
+    Fold::OverWriterShare,
+    Fold::DatagramOverBudget,
+    Fold::ProxyHeader,
 ];
 
 impl Fold {
     fn level(self) -> log::Level {
         match self {
-            Fold::NoFortuneFits => log::Level::Warn,
+            // A configuration to fix (the collection, the balancer) or a manager gone.
+            Fold::NoFortuneFits | Fold::NotifyFailed | Fold::ProxyHeader => log::Level::Warn,
             Fold::AcceptFailed => log::Level::Debug,
             _ => log::Level::Info,
         }
@@ -59,6 +73,10 @@ impl Fold {
             Fold::DatagramIgnored => "datagrams ignored (source port below 1024, or our own port)",
             Fold::DatagramLimited => "datagrams not answered over --udp-rate",
             Fold::ReplyFailed => "UDP replies failed",
+            Fold::NotifyFailed => "messages to the service manager dropped",
+            Fold::OverWriterShare => "slow readers closed over their network's share of the writers",
+            Fold::DatagramOverBudget => "datagrams not answered over the reply budget of all sources",
+            Fold::ProxyHeader => "connections from --proxy-from closed without a valid PROXY header",
         }
     }
 
@@ -72,6 +90,10 @@ impl Fold {
             Fold::DatagramIgnored => 4,
             Fold::DatagramLimited => 5,
             Fold::ReplyFailed => 6,
+            Fold::NotifyFailed => 7,
+            Fold::OverWriterShare => 8,
+            Fold::DatagramOverBudget => 9,
+            Fold::ProxyHeader => 10,
         }
     }
 

@@ -6,7 +6,9 @@
 //! client, [`server`] is the accept loop, [`linger`] holds a worker's
 //! connections until their peers leave, [`prefix`] says what a source is,
 //! [`sources`] caps what one source holds, [`datagram`] answers UDP,
-//! [`ratelimit`] bounds the UDP replies a source gets, [`fold`] folds
+//! [`ratelimit`] bounds the UDP replies a source gets, [`proxy`] parses the
+//! PROXY header a load balancer sends, [`proxied`] reads it from those
+//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds
 //! client-caused log lines, [`stats`] holds the counters, [`service`] runs
 //! the process's life, [`notify`] talks to systemd, [`logging`] chooses
 //! where logs go, [`limits`] raises resource limits, [`error`] says how the
@@ -15,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod activation;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod connection;
@@ -22,35 +25,40 @@ pub mod datagram;
 pub mod error;
 pub mod fold;
 pub mod fortunes;
+pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
 pub mod notify;
 pub mod prefix;
+pub mod proxied;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod sockets;
 pub mod sources;
 pub mod stats;
 pub mod wire;
 
-use activation::Activation;
-use fortunes::{Live, Opening, Selection, Store};
+use activation::{Activation, Inherited};
+use fortunes::{Live, Opening, Store};
 
 pub use error::{Cause, Error, exit};
 
-/// Everything `main` does after parsing the command line (and starting
-/// logging, [`logging::init`]).
-pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
-    // Adopt (and unset LISTEN_*) before any thread starts.
-    let activation = activation::activate(cli.inetd, &cli.listen)?;
-    let cache_dir = cli.cache_dir();
-    let selection = Selection {
-        paths: cli.fortunes,
-        offensive: cli.offensive,
-        max_entry: cli.max_entry as usize,
+/// Everything `main` does after taking the inherited descriptors, parsing
+/// the command line and starting logging ([`logging::init`]).
+pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
+    let activation = match activation::activate(inherited, &cli.listen, cli.given.listen) {
+        Ok(activation) => activation,
+        Err(failed) => return Err(error::Error::from(failed.error).refusing(failed.hold)),
     };
+    for line in cli::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+        log::warn!("{line}");
+    }
+    let cache_dir = cli.cache_dir();
+    let selection = cli.selection();
     // One connection per process: open only the file picked (see Opening::Lazy).
     let opening = match activation {
         Activation::Connected(_) => Opening::Lazy,
@@ -60,17 +68,27 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
     limits::raise_fd_limit();
     let store = match Store::load_cached(&selection, opening, cache_dir.as_deref()) {
         Ok(store) => store,
-        Err(e) => {
-            activation.refuse_pending();
-            return Err(e.into());
-        }
+        Err(e) => return Err(error::Error::from(e).refusing(activation)),
     };
     match activation {
-        Activation::Connected(stream) => {
+        Activation::Connected(mut stream) => {
+            // No signalfd in this mode: SIGTERM acts as usual.
+            signals::unblock_stop();
+            let trusted = cidr::Trusted::new(cli.proxy_from);
+            let mut peer = stream.peer();
+            if trusted.trusts(stream.peer_addr()) {
+                match proxied::read_blocking(&mut stream, cli.timeout) {
+                    Ok(source) => peer = source.map_or(peer, |s| s.to_string()),
+                    Err(why) => {
+                        proxied::refuse(peer, &why, &stats::Stats::default());
+                        return Ok(());
+                    }
+                }
+            }
             let live = Live::new(store, cli.daily);
             match live.frame(cli.protocol, None) {
-                Some(frame) => connection::serve_once(stream, &frame, cli.timeout),
-                None => log::warn!("{}: no fortune fits the {} protocol", stream.peer(), cli.protocol),
+                Some(frame) => connection::serve_once(stream, &peer, &frame, cli.timeout),
+                None => log::warn!("{peer}: no fortune fits the {} protocol", cli.protocol),
             }
             Ok(())
         }
@@ -81,6 +99,7 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
         } => {
             let config = service::Config {
                 protocol: cli.protocol,
+                protocol_given: cli.given.protocol,
                 fortunes: selection,
                 daily: cli.daily,
                 timeout: cli.timeout,
@@ -92,8 +111,16 @@ pub fn run(cli: cli::Cli) -> Result<(), error::Error> {
                     burst: cli.udp_burst,
                 },
                 bound_here,
+                proxy_from: cidr::Trusted::new(cli.proxy_from),
             };
             service::run(config, store, listeners, datagrams)
         }
     }
+}
+
+/// Before exiting with a status that needs the admin: the refusal hold
+/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+pub fn refuse_pending(activation: &Activation) {
+    signals::unblock_stop();
+    activation.refuse_pending();
 }

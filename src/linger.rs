@@ -252,22 +252,17 @@ fn drained_to_end(stream: &mut Stream, sink: &mut [u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::epoll::{EpollCreateFlags, EpollTimeout};
+    use crate::sockets::testing::ready_keys;
+    use nix::sys::epoll::EpollCreateFlags;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::rc::Rc;
 
+    /// Ours as parked: our write side shut down.
     fn pair() -> (Stream, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        ours.set_nonblocking(true).expect("nonblocking");
-        ours.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        (Stream::Unix(ours), theirs)
-    }
-
-    fn ready_keys(epoll: &Epoll) -> Vec<u64> {
-        let mut events = [EpollEvent::empty(); 8];
-        let n = epoll.wait(&mut events, EpollTimeout::ZERO).expect("epoll_wait");
-        events[..n].iter().map(|e| e.data()).collect()
+        let (ours, theirs) = crate::sockets::testing::pair();
+        ours.shutdown_write().expect("shutdown");
+        (ours, theirs)
     }
 
     #[test]

@@ -115,6 +115,14 @@ impl Stream {
         }
     }
 
+    /// The peer's address (TCP), from `getpeername`.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+
     /// The peer, for log lines.
     pub fn peer(&self) -> String {
         match self {
@@ -162,5 +170,27 @@ impl AsFd for Listener {
             Listener::Tcp(s) => s.as_fd(),
             Listener::Unix(s) => s.as_fd(),
         }
+    }
+}
+
+/// Helpers for the unit tests of the modules that hold streams in epoll.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::sockets::Stream;
+    use nix::sys::epoll::{Epoll, EpollEvent, EpollTimeout};
+    use std::os::unix::net::UnixStream;
+
+    /// A connected pair: ours non-blocking (as accepted), and the peer's.
+    pub fn pair() -> (Stream, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        (Stream::Unix(ours), theirs)
+    }
+
+    /// The keys of the events ready in `epoll` now.
+    pub fn ready_keys(epoll: &Epoll) -> Vec<u64> {
+        let mut events = [EpollEvent::empty(); 8];
+        let n = epoll.wait(&mut events, EpollTimeout::ZERO).expect("epoll_wait");
+        events[..n].iter().map(|e| e.data()).collect()
     }
 }

@@ -19,10 +19,16 @@ pub struct Stats {
     cap_quiet_until: AtomicU64,
     /// Connections closed at once: their source held `--max-per-source`.
     pub over_source_cap: AtomicU64,
+    /// Connections from `--proxy-from` closed: no valid PROXY header in time.
+    pub proxy_refused: AtomicU64,
+    /// Slow readers closed: their source had its share of the writers.
+    pub over_writer_share: AtomicU64,
     /// Datagrams from a port below 1024 or from our own port, not answered.
     pub udp_ignored: AtomicU64,
     /// Datagrams over their source's `--udp-rate`, not answered.
     pub udp_limited: AtomicU64,
+    /// Datagrams over the reply budget of all sources together, not answered.
+    pub udp_over_budget: AtomicU64,
 }
 
 /// How often reaching `--max-connections` is logged at most: under load the
@@ -94,7 +100,13 @@ impl Stats {
         );
         let dropped = [
             (&self.over_source_cap, "closed over --max-per-source"),
+            (&self.proxy_refused, "closed without a valid PROXY header"),
+            (
+                &self.over_writer_share,
+                "slow readers closed over their network's writer share",
+            ),
             (&self.udp_limited, "datagrams over --udp-rate"),
+            (&self.udp_over_budget, "datagrams over the reply budget"),
             (&self.udp_ignored, "datagrams from ports below 1024 or ours"),
         ];
         for (counter, what) in dropped {

@@ -281,3 +281,58 @@ fn bench_holds_idle_connections_and_shows_progress() {
         .assert_stderr_has("bench: 1 s, ");
     assert!(done.stdout.contains("2 clients, 50 idle"), "{}", done.report());
 }
+
+#[test]
+fn a_server_that_never_stops_sending_is_refused_within_the_cap() {
+    use fortune_server::client::MAX_ANSWER;
+    let cases: [(&[u8], &str, String); 3] = [
+        // Announces a 2 GiB QString, then streams 200 MB.
+        (
+            &[0x7f, 0xff, 0xff, 0xfe],
+            "qt",
+            format!("announces a frame of 2147483650 bytes, more than the {MAX_ANSWER} bytes"),
+        ),
+        // Announces 30 MiB (within the cap), then sends 200 MB.
+        (
+            &(30u32 << 20).to_be_bytes(),
+            "qt",
+            format!("sends more than the {MAX_ANSWER} bytes"),
+        ),
+        (b"", "text", format!("sends more than the {MAX_ANSWER} bytes")),
+    ];
+    for (header, protocol, why) in cases {
+        let addr = util::streaming_server(header, 200 << 20);
+        // 64 MiB of address space: the client's memory can be no larger.
+        let done = Cmd::client()
+            .args([&addr.to_string(), "--protocol", protocol])
+            .with_memory_limit(64)
+            .run(LIMIT);
+        done.assert_code(exit::FRAME.into()).assert_stderr_has(&why);
+        assert!(done.stdout.is_empty(), "{}", done.report());
+    }
+}
+
+#[test]
+fn control_characters_are_escaped_on_a_terminal_only() {
+    if !util::require("script") {
+        return;
+    }
+    // Retitle the window, clear the screen, a C1 CSI, a carriage return hiding text.
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2Jsafe\u{9b}31m\rhidden";
+    let frame = encode(Protocol::Qt, hostile).expect("encode");
+    let addr = fake_server(&frame, 2, Duration::ZERO);
+    // Through a pipe: as sent.
+    let piped = Cmd::client().arg(addr.to_string()).run(LIMIT);
+    piped.assert_code(0);
+    assert_eq!(piped.stdout, format!("{hostile}\n"), "{}", piped.report());
+    // On a terminal (script(1) gives it one): escaped.
+    let client = format!("{} {addr}", util::CLIENT);
+    let shown = Cmd::new("script").args(["-qec", &client, "/dev/null"]).run(LIMIT);
+    shown.assert_code(0);
+    assert!(
+        shown.stdout.contains("^[]0;owned^G^[[2Jsafe\\u{9b}31m^Mhidden"),
+        "{}",
+        shown.report()
+    );
+    assert!(!shown.stdout.contains('\u{1b}'), "{}", shown.report());
+}

@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use fortune_server::exit;
-use util::{Cmd, Finished, SERVER, file_with, free_port, loopback, require};
+use util::{Cmd, Finished, SERVER, Scratch, activator, file_with, free_port, loopback};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -16,22 +16,9 @@ fn sh(script: &str) -> Finished {
     Cmd::new("sh").args(["-c", script, SERVER]).run(LIMIT)
 }
 
-/// Runs the server from Python, for sockets `sh` cannot make. `setup` leaves
-/// the descriptors in place and a dict `env` of extra variables.
+/// Runs the server from Python, for sockets `sh` cannot make (see [`activator`]).
 fn py(setup: &str) -> Option<Finished> {
-    if !require("/usr/bin/python3") {
-        return None;
-    }
-    let script = format!(
-        "import os, socket, sys, time\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
-         for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))): os.set_inheritable(fd, True)\n\
-         os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
-    );
-    Some(
-        Cmd::new("/usr/bin/python3")
-            .args(["-c", &script, SERVER])
-            .run(LIMIT),
-    )
+    activator(setup).map(|cmd| cmd.run(LIMIT))
 }
 
 #[test]
@@ -196,10 +183,99 @@ fn usage_errors_are_one_line() {
         .assert_code(exit::OK.into());
 }
 
+#[test]
+fn bad_percentages_are_one_line_naming_the_value() {
+    let usage = |args: &[&str], env: Option<&str>, line: &str| {
+        let mut cmd = Cmd::server().args(["--listen", "127.0.0.1:0"]).args(args);
+        if let Some(value) = env {
+            cmd = cmd.env("FORTUNE_FORTUNES", value);
+        }
+        let done = cmd.run(LIMIT);
+        done.assert_code(exit::USAGE.into());
+        assert_eq!(
+            done.stderr,
+            format!("fortune-server: error: {line} (see --help)\n"),
+            "\n{}",
+            done.report()
+        );
+    };
+    let fortunes = |values: &[&str]| -> Vec<String> {
+        values
+            .iter()
+            .flat_map(|v| ["--fortunes".to_string(), v.to_string()])
+            .collect()
+    };
+    let args = fortunes(&["80% /srv/ours", "40% /usr/share/games/fortunes"]);
+    usage(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        "--fortunes: the percentages add up to 120% (80% /srv/ours, 40% /usr/share/games/fortunes), more than 100%",
+    );
+    usage(
+        &[],
+        Some("30% /a:20% -/b"),
+        "--fortunes: the percentages add up to 50% (30% /a, 20% -/b) and no path without a percentage takes the other 50%",
+    );
+    usage(
+        &[],
+        Some("100% /a:/b"),
+        "--fortunes: the percentages add up to 100% (100% /a), leaving nothing for /b",
+    );
+    usage(
+        &[],
+        Some("30.5% /a:/b"),
+        "invalid value '30.5% /a' for '--fortunes <[N%] PATH>': percentages must be whole numbers, as in '30% PATH'",
+    );
+    usage(
+        &["--fortunes", "30%", "--fortunes", "/a"],
+        None,
+        "invalid value '30%' for '--fortunes <[N%] PATH>': a percentage must be followed by its path in the same value, as in '30% PATH'",
+    );
+    usage(
+        &["--fortunes", "101% /a"],
+        None,
+        "invalid value '101% /a' for '--fortunes <[N%] PATH>': a percentage must be from 1 to 100",
+    );
+    // A percentage on a path that is missing: the error of any missing path (status 1)...
+    let missing = std::env::temp_dir().join("fortune-tests-no-such-file");
+    let builtin = file_with(b"one\ntwo\n");
+    let done = Cmd::server()
+        .args(["--listen", "127.0.0.1:0", "--fortunes"])
+        .arg(format!("30% {}", missing.display()))
+        .arg("--fortunes")
+        .arg(builtin.path())
+        .run(LIMIT);
+    done.assert_code(exit::FORTUNES.into())
+        .assert_stderr_has(&format!("cannot read fortune file {}", missing.display()));
+    // ...or with nothing of the length chosen.
+    let done = Cmd::server()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--short-max",
+            "2",
+            "--short",
+            "--fortunes",
+        ])
+        .arg(format!("30% {}", builtin.display()))
+        .arg("--fortunes=-/nonexistent")
+        .run(LIMIT);
+    done.assert_code(exit::FORTUNES.into());
+    assert_eq!(
+        done.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "fortune-server: error: {} holds no fortune of at most 2 bytes (--short, --short-max); choose another length or path",
+            builtin.display()
+        ),
+        "\n{}",
+        done.report()
+    );
+}
+
 /// What a client the test forks before exec'ing the server saw: Python that
 /// sets `r` (in a child, `os.fork() == 0`) and the path it is written to.
 fn client_saw(result: &std::path::Path, done: &Finished) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match std::fs::read_to_string(result) {
             Ok(r) if !r.is_empty() => {
@@ -214,10 +290,9 @@ fn client_saw(result: &std::path::Path, done: &Finished) -> String {
     }
 }
 
-fn result_file(name: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("fortune-tests-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// An empty file for the client's report (removed, with its directory, when dropped).
+fn result_file() -> Scratch {
+    Scratch::file(b"")
 }
 
 /// A client waiting on the passed socket when the server cannot start, and
@@ -225,9 +300,10 @@ fn result_file(name: &str) -> std::path::PathBuf {
 /// systemd keeps it: the server closes both before it exits (left queued,
 /// each would make systemd start the service again at once, until the start
 /// limit fails the socket); it goes on refusing for `REFUSE_FOR` first, so
-/// that clients that keep coming start it at most that often.
-fn waiting_client_after(variable: &str, value: &str, code: u8) {
-    let result = result_file(&format!("waiting-{code}"));
+/// that clients that keep coming start it at most that often. The socket is
+/// fd 3, `LISTEN_FDS=1` unless `setup` (Python, see [`activator`]) says more.
+fn waiting_client_after(setup: &str, code: u8) {
+    let result = result_file();
     let Some(done) = py(&format!(
         "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
          c = socket.create_connection(l.getsockname())\n\
@@ -239,7 +315,7 @@ fn waiting_client_after(variable: &str, value: &str, code: u8) {
          \x20   first = seen(c); time.sleep(1)\n\
          \x20   later = seen(socket.create_connection(l.getsockname()))\n\
          \x20   open({result:?}, 'w').write(f'{{first}}, {{later}}'); os._exit(0)\n\
-         c.close()\nos.dup2(l.fileno(), 3)\nenv['LISTEN_FDS'] = '1'\nenv[{variable:?}] = {value:?}",
+         c.close()\nos.dup2(l.fileno(), 3)\nenv['LISTEN_FDS'] = '1'\n{setup}",
         result = result.display().to_string(),
     )) else {
         return;
@@ -248,25 +324,38 @@ fn waiting_client_after(variable: &str, value: &str, code: u8) {
     assert_eq!(
         client_saw(&result, &done),
         "closed, closed",
-        "the waiting client and one a second later, after {variable}={value}"
+        "the waiting client and one a second later, after {setup}"
     );
 }
 
 #[test]
 fn a_waiting_client_is_closed_when_the_fortunes_are_unreadable() {
-    waiting_client_after("FORTUNE_FORTUNES", "/nonexistent/fortunes", exit::FORTUNES);
+    waiting_client_after(
+        "env['FORTUNE_FORTUNES'] = '/nonexistent/fortunes'",
+        exit::FORTUNES,
+    );
 }
 
 #[test]
 fn a_waiting_client_is_closed_on_a_usage_error() {
-    waiting_client_after("FORTUNE_IDLE_EXIT", "10m", exit::USAGE);
+    waiting_client_after("env['FORTUNE_IDLE_EXIT'] = '10m'", exit::USAGE);
+}
+
+/// Status 3 holds too: the listening socket among unusable descriptors
+/// (here a character device at fd 4) is still refused on.
+#[test]
+fn a_waiting_client_is_closed_when_a_descriptor_is_unusable() {
+    waiting_client_after(
+        "os.dup2(os.open('/dev/null', os.O_RDONLY), 4)\nenv['LISTEN_FDS'] = '2'",
+        exit::ACTIVATION,
+    );
 }
 
 /// inetd / StandardInput=socket: stdin, stdout and stderr are the client's
 /// socket. A usage error must not write a byte there (it goes to the journal).
 #[test]
 fn a_usage_error_under_inetd_writes_nothing_to_the_client() {
-    let result = result_file("inetd-usage");
+    let result = result_file();
     let Some(done) = py(&format!(
         "a, b = socket.socketpair()\n\
          if os.fork() == 0:\n\

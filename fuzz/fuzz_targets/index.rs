@@ -25,12 +25,16 @@ fuzz_target!(|data: &[u8]| {
         let max = u32::from(knobs) * 7;
         if let Ok(spans) = strfile::spans(&header, &rest[strfile::HEADER_LEN..], data_len, max) {
             assert!(spans.kept.len() + spans.long <= header.count as usize);
+            // Each entry once.
+            let mut starts: Vec<u32> = spans.kept.iter().map(|s| s.start).collect();
+            starts.sort_unstable();
+            assert!(starts.windows(2).all(|w| w[0] < w[1]));
             for span in &spans.kept {
-                assert!(span.start <= span.end);
+                assert!(span.start < span.end, "no empty entry");
                 assert!(u64::from(span.end) <= data_len);
-                assert!(span.end - span.start <= max.saturating_add(2));
+                assert!(span.end - span.start <= max.saturating_add(3));
                 let (from, to) = span.window();
-                assert!(from <= to && to - from <= u64::from(max) + 3);
+                assert!(from <= to && to - from <= u64::from(max) + 4);
             }
         }
     }

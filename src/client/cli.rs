@@ -18,7 +18,7 @@ use crate::wire::Protocol;
 #[command(
     name = "fortune-client",
     version,
-    about,
+    about = "get fortunes from a fortune-server, and benchmark servers",
     long_about,
     max_term_width = 100,
     args_conflicts_with_subcommands = true
@@ -105,6 +105,32 @@ pub struct BenchArgs {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// The sections of fortune-client(1) beyond what clap gives, rendered by tests/docs.rs.
+pub mod man {
+    /// (command, what it does).
+    pub const EXAMPLES: &[(&str, &str)] = &[
+        (
+            "fortune-client",
+            "One fortune from the local fortune-server (127.0.0.1:7017).",
+        ),
+        (
+            "fortune-client '[::1]:7017' --count 3",
+            "Three fortunes over IPv6, separated by % lines.",
+        ),
+        (
+            "fortune-client --protocol text localhost:17",
+            "Quote of the Day (RFC 865), once fortune-qotd.socket is enabled.",
+        ),
+        (
+            "fortune-client bench --clients 64 --duration 10",
+            "64 clients for 10 seconds: connections per second, latency percentiles, errors by kind.",
+        ),
+    ];
+
+    /// Related pages (only pages the packages ship or the system has).
+    pub const SEE_ALSO: &[&str] = &["fortune-server(8)", "fortune(6)"];
 }
 
 /// Refuses what cannot be `HOST[:PORT]` at parse time (usage error, status 2).

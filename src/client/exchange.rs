@@ -13,6 +13,18 @@ use crate::wire::{self, DecodeError, Protocol};
 /// Port used when `HOST[:PORT]` names none (the service's default).
 pub const DEFAULT_PORT: u16 = 7017;
 
+/// The most `fortune-client` reads of one answer: the largest frame the
+/// service sends (an entry of 16 MiB, `--max-entry`'s maximum, is 32 MiB of
+/// UTF-16 and a header; in text, 32 MiB of CRLF lines), and a little more. A
+/// server that announces or sends more is refused (exit status 3) before
+/// its bytes fill the client's memory.
+pub const MAX_ANSWER: usize = (32 << 20) + 8;
+
+/// What is read of an answer whose header announces more than
+/// [`MAX_ANSWER`] before it is refused: enough for a fortune in another
+/// framing (a qt4 frame is at most 64 KiB), so decode can name that.
+const SNIFF: usize = 128 << 10;
+
 /// Exit statuses of `fortune-client`, documented in docs/reference.md and pinned by
 /// `tests/client.rs`.
 pub mod exit {
@@ -187,30 +199,73 @@ pub fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Err
     }))
 }
 
-/// Reads until the server closes, into `buf`. Each read may wait `timeout`,
-/// and no read starts after `timeout` in all (a server dripping bytes ends
-/// within twice `timeout`): one timeout set per connection, not per read.
-pub fn read_to_close(stream: &mut TcpStream, buf: &mut Vec<u8>, timeout: Duration) -> Result<(), Error> {
+/// Reads until the server closes, into `buf`, at most [`MAX_ANSWER`] bytes
+/// (less when the frame's header announces more). Each read may wait
+/// `timeout`, and no read starts after `timeout` in all (a server dripping
+/// bytes ends within twice `timeout`): one timeout set per connection, not
+/// per read.
+pub fn read_to_close(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    protocol: Protocol,
+) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
-    let fail = |stream: &TcpStream, e: &io::Error| {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "the server".into(), |a| a.to_string());
-        Error::io(format!("reading from {peer}"), e)
-    };
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "the server".into(), |a| a.to_string());
+    let fail = |e: &io::Error| Error::io(format!("reading from {peer}"), e);
     buf.clear();
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| fail(stream, &e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| fail(&e))?;
     let mut chunk = [0u8; 4096];
     loop {
-        match stream.read(&mut chunk) {
+        let n = match stream.read(&mut chunk) {
             Ok(0) => return Ok(()),
-            Ok(_) if Instant::now() > deadline => return Err(fail(stream, &ErrorKind::TimedOut.into())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail(stream, &e)),
+            Ok(_) if Instant::now() > deadline => return Err(fail(&ErrorKind::TimedOut.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(&e)),
+        };
+        let had = buf.len();
+        if had + n > MAX_ANSWER {
+            return Err(too_large(&peer, "sends more than the".into()));
         }
+        // Grown by doubling, but never past the cap.
+        if had + n > buf.capacity() {
+            buf.reserve_exact((buf.capacity().max(4096) * 2).min(MAX_ANSWER) - had);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // A short answer announcing too much may be another framing: read
+        // on a little, for decode to name it; past that, refuse at once.
+        if let Some(size) = announced(protocol, buf).filter(|&size| size > MAX_ANSWER && buf.len() > SNIFF) {
+            return Err(too_large(
+                &peer,
+                format!("announces a frame of {size} bytes, more than the"),
+            ));
+        }
+    }
+}
+
+/// An answer larger than [`MAX_ANSWER`]: `what` the server does, "more than the".
+fn too_large(peer: &str, what: String) -> Error {
+    Error {
+        failure: Failure::Malformed,
+        message: format!(
+            "the server at {peer} {what} {MAX_ANSWER} bytes fortune-client reads; \
+             it is not a fortune server, or not one that should be trusted"
+        ),
+    }
+}
+
+/// The whole frame's size its header announces, once the header is in `bytes`.
+fn announced(protocol: Protocol, bytes: &[u8]) -> Option<usize> {
+    match protocol {
+        Protocol::Qt => {
+            let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+            (len != u32::MAX).then(|| 4 + len as usize)
+        }
+        Protocol::Qt4 => Some(2 + usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?))),
+        Protocol::Text => None,
     }
 }
 
@@ -256,7 +311,7 @@ fn framing_of(bytes: &[u8]) -> Option<Protocol> {
 pub fn fetch(addrs: &[SocketAddr], protocol: Protocol, timeout: Duration) -> Result<String, Error> {
     let mut stream = connect(addrs, timeout)?;
     let mut buf = Vec::new();
-    read_to_close(&mut stream, &mut buf, timeout)?;
+    read_to_close(&mut stream, &mut buf, timeout, protocol)?;
     decode(protocol, &buf)
 }
 
@@ -323,6 +378,20 @@ mod tests {
         assert!(hint(Protocol::Text, &qt).ends_with("(they read as --protocol qt: try that)"));
         assert!(hint(Protocol::Qt, b"").contains("closed without a byte"));
         assert!(!hint(Protocol::Qt, b"\x00\x00garbage").contains("--protocol"));
+    }
+
+    #[test]
+    fn announced_sizes() {
+        assert_eq!(announced(Protocol::Qt, &[0, 0, 0]), None);
+        assert_eq!(announced(Protocol::Qt, &[0, 0, 0, 4, 0]), Some(8));
+        assert_eq!(
+            announced(Protocol::Qt, &[0x7f, 0xff, 0xff, 0xfe]),
+            Some(4 + 0x7fff_fffe)
+        );
+        // The null QString announces nothing (decode refuses it).
+        assert_eq!(announced(Protocol::Qt, &[0xff; 4]), None);
+        assert_eq!(announced(Protocol::Qt4, &[0xff, 0xff]), Some(2 + 0xffff));
+        assert_eq!(announced(Protocol::Text, b"abc"), None);
     }
 
     #[test]

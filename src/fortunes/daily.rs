@@ -4,17 +4,45 @@
 
 use jiff::civil::Date;
 
+use super::select::Draw;
+
 /// Today in the local time zone.
 pub fn today() -> Date {
     jiff::ZonedDateTime::now().date()
 }
 
-/// The position of `date`'s fortune among `n` (> 0); `attempt` > 0 gives
-/// the day's fallbacks when that entry cannot be served. Fixed arithmetic,
-/// not a library RNG, so that it never changes between builds.
-pub fn index(date: Date, attempt: u64, n: usize) -> usize {
-    let day = (i64::from(date.year()) * 12 + i64::from(date.month())) * 31 + i64::from(date.day());
-    (splitmix64(splitmix64(day as u64) ^ attempt) % n as u64) as usize
+/// The day's draws for a pick ([`Draw`]); `attempt` > 0 gives the day's
+/// fallbacks when its entry cannot be served. Fixed arithmetic, not a
+/// library RNG, so that it never changes between builds; a collection
+/// without a choice draws once: the position of the day's fortune.
+#[derive(Debug, Clone)]
+pub struct Days {
+    state: u64,
+}
+
+impl Days {
+    pub fn new(date: Date, attempt: u64) -> Days {
+        let day = (i64::from(date.year()) * 12 + i64::from(date.month())) * 31 + i64::from(date.day());
+        Days {
+            state: splitmix64(splitmix64(day as u64) ^ attempt),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let value = self.state;
+        self.state = splitmix64(value);
+        value
+    }
+}
+
+impl Draw for Days {
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn coin(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
 }
 
 /// SplitMix64's output function: neighbouring days land far apart.
@@ -29,6 +57,10 @@ fn splitmix64(x: u64) -> u64 {
 mod tests {
     use super::*;
     use jiff::civil::date;
+
+    fn index(date: Date, attempt: u64, n: usize) -> usize {
+        Days::new(date, attempt).below(n)
+    }
 
     #[test]
     fn splitmix_reference_values() {

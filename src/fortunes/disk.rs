@@ -8,7 +8,7 @@
 //! collections use them).
 //!
 //! With a usable index a pick reads its own entry only: one positioned read
-//! of at most `--max-entry` + 3 bytes, where the table says it lies.
+//! of at most `--max-entry` + 4 bytes, where the table says it lies.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
@@ -162,7 +162,7 @@ pub fn open_file(
     match open_regular(&dat, within) {
         Ok((index, index_meta)) => match read_index(&index, index_meta.len(), data_len, max_entry, budget) {
             Ok((header, spans)) => {
-                warn_long(path, spans.long, max_entry);
+                warn_long(budget, path, spans.long, max_entry);
                 if spans.kept.is_empty() {
                     budget.give(spans.held);
                     let problem = match spans.long {
@@ -193,25 +193,33 @@ pub fn open_file(
             }
             Err(IndexProblem::Invalid(why, header)) => {
                 rotated = header.is_some_and(|h| h.rotated());
-                log::warn!("{}: {why}; reading {} without it", dat.display(), path.display());
+                budget.warn(format_args!(
+                    "{}: {why}; reading {} without it",
+                    dat.display(),
+                    path.display()
+                ));
             }
-            Err(IndexProblem::TooLarge(len)) => log::warn!(
+            Err(IndexProblem::TooLarge(len)) => budget.warn(format_args!(
                 "{}: {len} bytes, more than the {MAX_INDEX} an index may have; reading {} without it",
                 dat.display(),
                 path.display()
-            ),
-            Err(IndexProblem::Io(e)) => log::warn!(
+            )),
+            Err(IndexProblem::Io(e)) => budget.warn(format_args!(
                 "cannot read {}: {e}; reading {} without it",
                 dat.display(),
                 path.display()
-            ),
+            )),
             Err(IndexProblem::OverBudget) => return Err(fail(path, Problem::OverBudget)),
         },
         Err(problem @ (Problem::NotRegular(_) | Problem::Kernel(_) | Problem::Outside { .. })) => {
             return Err(fail(&dat, problem));
         }
         Err(Problem::Unreadable(e)) if e.kind() == ErrorKind::NotFound => has_index = false,
-        Err(problem) => log::warn!("{}; reading {} without it", fail(&dat, problem), path.display()),
+        Err(problem) => budget.warn(format_args!(
+            "{}; reading {} without it",
+            fail(&dat, problem),
+            path.display()
+        )),
     }
     let cap = whole_file_cap(max_entry);
     let too_large = |len| fail(path, Problem::TooLarge { len, cap });
@@ -222,7 +230,7 @@ pub fn open_file(
     if !budget.take(data_len) {
         return Err(fail(path, Problem::OverBudget));
     }
-    let entries = read_whole(&mut data, path, cap, max_entry, rotated);
+    let entries = read_whole(&mut data, path, cap, max_entry, rotated, budget);
     budget.give(data_len);
     let entries = entries?;
     let kept = entries.iter().map(|e| e.capacity() as u64).sum::<u64>()
@@ -245,6 +253,7 @@ fn read_whole(
     cap: u64,
     max_entry: usize,
     rotated: bool,
+    budget: &Budget,
 ) -> Result<Vec<String>, LoadError> {
     let fail = |problem| LoadError {
         path: path.to_path_buf(),
@@ -265,7 +274,7 @@ fn read_whole(
     drop(bytes);
     let before = entries.len();
     entries.retain(|e| e.len() <= max_entry);
-    warn_long(path, before - entries.len(), max_entry);
+    warn_long(budget, path, before - entries.len(), max_entry);
     if entries.is_empty() {
         return Err(fail(Problem::OnlyLong(max_entry)));
     }
@@ -277,12 +286,12 @@ fn read_whole(
 }
 
 /// The one warning per file about entries left out for their length.
-fn warn_long(path: &Path, long: usize, max_entry: usize) {
+fn warn_long(budget: &Budget, path: &Path, long: usize, max_entry: usize) {
     if long > 0 {
-        log::warn!(
+        budget.warn(format_args!(
             "{}: {long} entries longer than {max_entry} bytes left out (--max-entry)",
             path.display()
-        );
+        ));
     }
 }
 
@@ -396,6 +405,22 @@ impl Content {
                 .max()
                 .unwrap_or(0),
             Content::Refused(_) => 0,
+        }
+    }
+
+    /// The length of entry `i` as strfile(1) counts it (its lines with
+    /// their newlines, not the `%` line), for `--short`/`--long`; `None`
+    /// when the file was refused.
+    pub fn entry_len(&self, i: usize) -> Option<usize> {
+        match self {
+            // As served, plus the newline that ended it in the file.
+            Content::Memory(entries) => entries.get(i).map(|e| e.len() + 1),
+            // The span holds the delimiter line too.
+            Content::Indexed(file) => file
+                .spans
+                .get(i)
+                .map(|s| (s.end - s.start).saturating_sub(2) as usize),
+            Content::Refused(_) => None,
         }
     }
 

@@ -4,9 +4,10 @@
 
 use std::fmt;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::limits::MAX_HELD;
+use super::select::Length;
 use super::strfile;
 use super::text::TextError;
 
@@ -36,6 +37,9 @@ pub enum Problem {
     },
     /// Named on its own without `--offensive`.
     Offensive,
+    /// No fortune of the length chosen (`--short`, `--long`) in the path
+    /// given a percentage, or in the whole collection.
+    NoneOfLength(Length),
     /// A directory member without its index `NAME.dat` (removed since it was listed).
     NoIndex,
     /// Its index lists no entry that can be served (all empty or the same).
@@ -69,11 +73,33 @@ impl LoadError {
     }
 }
 
+/// What systemd's `ProtectHome=yes` makes inaccessible.
+const HOME_DIRECTORIES: [&str; 3] = ["/home", "/root", "/run/user"];
+
+/// The unit directive that denies reading `path`, when systemd runs us
+/// (`under_systemd`) and the error is "permission denied" under a
+/// directory it hides.
+fn hidden_by_sandbox(path: &Path, e: &std::io::Error, under_systemd: bool) -> Option<&'static str> {
+    let hidden = HOME_DIRECTORIES.iter().any(|dir| path.starts_with(dir));
+    (under_systemd && hidden && e.kind() == ErrorKind::PermissionDenied).then_some("ProtectHome=yes")
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match &self.problem {
-            Problem::Unreadable(e) => write!(f, "cannot read fortune file {path}: {e}"),
+            Problem::Unreadable(e) => {
+                write!(f, "cannot read fortune file {path}: {e}")?;
+                match hidden_by_sandbox(&self.path, e, std::env::var_os("INVOCATION_ID").is_some()) {
+                    Some(directive) => write!(
+                        f,
+                        " (the service's sandbox hides {}: {directive} in its unit; put the files under \
+                         /srv or /usr/local/share)",
+                        HOME_DIRECTORIES.join(", ")
+                    ),
+                    None => Ok(()),
+                }
+            }
             Problem::NotRegular(what) => write!(
                 f,
                 "fortune file {path} is {what}, not a regular file; only regular files are read"
@@ -127,6 +153,10 @@ impl fmt::Display for LoadError {
             Problem::NoIndex => write!(
                 f,
                 "fortune file {path} has no index {path}.dat; index it with strfile(1)"
+            ),
+            Problem::NoneOfLength(length) => write!(
+                f,
+                "{path} holds no fortune of {length}; choose another length or path"
             ),
             Problem::Offensive => write!(
                 f,
@@ -211,5 +241,26 @@ impl std::fmt::Display for EntryError {
             ),
             EntryError::Missing { n, len } => write!(f, "no fortune {n} among {len}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_under_a_hidden_directory_names_the_directive() {
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        let missing = std::io::Error::from(ErrorKind::NotFound);
+        let root = Path::new("/root/fortunes");
+        assert_eq!(hidden_by_sandbox(root, &denied, true), Some("ProtectHome=yes"));
+        assert_eq!(
+            hidden_by_sandbox(Path::new("/home/a/f"), &denied, true),
+            Some("ProtectHome=yes")
+        );
+        assert_eq!(hidden_by_sandbox(Path::new("/homes/f"), &denied, true), None);
+        assert_eq!(hidden_by_sandbox(Path::new("/srv/f"), &denied, true), None);
+        assert_eq!(hidden_by_sandbox(root, &missing, true), None);
+        assert_eq!(hidden_by_sandbox(root, &denied, false), None);
     }
 }

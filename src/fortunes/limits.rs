@@ -21,7 +21,7 @@
 //! - [`MAX_HELD`] (32 MiB): what one collection holds in memory, its index
 //!   tables (8 bytes per entry) and the files it read whole. A member that
 //!   would take more is left out, and the load says so in one warning.
-//!   Debian's whole collection takes 60 KiB. A reload holds the old and the
+//!   Debian's `fortunes` takes 120 KiB. A reload holds the old and the
 //!   new collection at once: 64 MiB at most between them.
 //! - Descriptors: a collection holds its data files open (indexes are read
 //!   whole at load), at most an eighth of the soft descriptor limit of them;
@@ -61,6 +61,8 @@ pub struct Budget {
     reached: AtomicBool,
     /// That was said.
     said: AtomicBool,
+    /// Warnings logged about its files (see [`Budget::warn`]).
+    warnings: AtomicUsize,
 }
 
 impl Default for Budget {
@@ -76,6 +78,7 @@ impl Budget {
             descriptors: AtomicUsize::new(descriptors),
             reached: AtomicBool::new(false),
             said: AtomicBool::new(false),
+            warnings: AtomicUsize::new(0),
         }
     }
 
@@ -113,6 +116,28 @@ impl Budget {
     /// True the first time only after the memory cap refused a member.
     pub fn first_reached(&self) -> bool {
         self.reached.load(Ordering::Relaxed) && !self.said.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// Warnings about a collection's files logged at warning level; the others
+/// at debug, counted in one more warning ([`Budget::warnings_past`]), so a
+/// directory of thousands of broken files logs a dozen lines.
+pub const MAX_WARNINGS: usize = 10;
+
+impl Budget {
+    /// Logs a problem with one of the collection's files: at warning level
+    /// for the first [`MAX_WARNINGS`], then at debug.
+    pub fn warn(&self, message: std::fmt::Arguments<'_>) {
+        if self.warnings.fetch_add(1, Ordering::Relaxed) < MAX_WARNINGS {
+            log::warn!("{message}");
+        } else {
+            log::debug!("{message}");
+        }
+    }
+
+    /// How many warnings went to debug level.
+    pub fn warnings_past(&self) -> usize {
+        self.warnings.load(Ordering::Relaxed).saturating_sub(MAX_WARNINGS)
     }
 }
 

@@ -1,10 +1,9 @@
 //! [`Live`], the collection being served, swapped whole on reload, and the
-//! pick: a random fortune (never the one served just before) or today's,
-//! that fits the protocol's frame.
+//! pick: a random fortune (never the one served just before while its file
+//! or share has another) or today's, from the collection's
+//! [`Table`](super::select::Table), that fits the protocol's frame.
 
 use std::sync::{Arc, RwLock};
-
-use rand::RngExt;
 
 use super::daily;
 use super::error::EntryError;
@@ -50,8 +49,9 @@ const TRIES: usize = 16;
 const DRAWS: usize = 1024;
 
 /// One frame of a fortune of `store` that fits `protocol` (qt4's 64 KiB)
-/// and `max_len` (one UDP datagram): random and never the one this store
-/// served just before (the Qt clients re-request at once on a repeat), or
+/// and `max_len` (one UDP datagram): drawn from the store's table (its
+/// shares), never the one this store served just before when the share it
+/// fell in has another (the Qt clients re-request at once on a repeat), or
 /// today's with `daily`. An entry that cannot be served (see
 /// [`EntryError`]) is skipped and another drawn, [`TRIES`] times at most
 /// (entries of a file refused when opened do not count, up to [`DRAWS`]),
@@ -63,11 +63,10 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
     let fitting = limit
         .filter(|&limit| store.longest().is_some_and(|l| worst_frame(protocol, l) > limit))
         .map(|limit| store.fitting(protocol, limit));
-    let n = fitting.as_ref().map_or(store.len(), |f| f.len());
-    if n == 0 {
+    let table = fitting.as_deref().unwrap_or(store.table());
+    if table.is_empty() {
         return None;
     }
-    let entry_of = |k: usize| fitting.as_ref().map_or(k, |f| f[k]);
     let previous = store.last().filter(|_| !daily);
     let today = daily.then(daily::today);
     // Some(frame), or None after a costly failure; Err for an entry of a
@@ -97,10 +96,11 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
         }
     };
     let mut tries = 0;
+    let mut rng = rand::rng();
     for attempt in 0..DRAWS {
         let i = match today {
-            Some(date) => entry_of(daily::index(date, attempt as u64, n)),
-            None => entry_of(random_other(n, |k| Some(entry_of(k)) == previous)),
+            Some(date) => table.pick(&mut daily::Days::new(date, attempt as u64), None),
+            None => table.pick(&mut rng, previous),
         };
         match serve(i) {
             Ok(Some(frame)) => return Some(frame),
@@ -122,19 +122,6 @@ fn draw(store: &Store, daily: bool, protocol: Protocol, max_len: Option<usize>) 
         log::debug!("{message}");
     }
     None
-}
-
-/// A uniformly random position in `0..n`, not one `is_previous` says was
-/// served last when there is another.
-fn random_other(n: usize, is_previous: impl Fn(usize) -> bool) -> usize {
-    let mut rng = rand::rng();
-    let k = rng.random_range(0..n);
-    if n > 1 && is_previous(k) {
-        // Uniform over the n-1 others.
-        (k + rng.random_range(1..n)) % n
-    } else {
-        k
-    }
 }
 
 /// The largest frame `protocol` and `max_len` allow, if any.
@@ -161,17 +148,47 @@ fn worst_frame(protocol: Protocol, bytes: usize) -> usize {
 mod tests {
     use super::*;
 
+    use std::path::PathBuf;
+
     use crate::fortunes::fixture::Scratch;
-    use crate::fortunes::{BUILTIN, Opening, Selection};
+    use crate::fortunes::{BUILTIN, Choice, Length, LoadError, Opening, Selection};
 
     /// A store loaded from a scratch file holding `entries`.
     fn store_of(entries: &[&str]) -> Store {
-        let file = Scratch::file(entries.join("\n%\n").as_bytes());
+        load_files(&[(None, entries)], Choice::default()).unwrap()
+    }
+
+    /// Loads scratch files, one per list of entries, each named with its
+    /// percentage (an empty list: an optional path that is missing).
+    fn load_files(files: &[(Option<u8>, &[&str])], choice: Choice) -> Result<Store, LoadError> {
+        let dir = Scratch::dir();
+        let mut paths = Vec::new();
+        for (n, (_, entries)) in files.iter().enumerate() {
+            let file = dir.join(n.to_string());
+            if entries.is_empty() {
+                paths.push(PathBuf::from(format!("-{}", file.display())));
+            } else {
+                std::fs::write(
+                    &file,
+                    entries.join(
+                        "
+%
+",
+                    ),
+                )
+                .unwrap();
+                paths.push(file);
+            }
+        }
         let selection = Selection {
-            paths: vec![file.to_path_buf()],
+            paths,
+            choice: Choice {
+                percents: files.iter().map(|f| f.0).collect(),
+                ..choice
+            },
             ..Selection::default()
         };
-        Store::load(&selection, Opening::Eager).unwrap()
+        Store::load(&selection, Opening::Eager)
     }
 
     fn live_of(entries: &[&str], daily: bool) -> Live {
@@ -233,6 +250,117 @@ mod tests {
         );
     }
 
+    const TEN: [&str; 10] = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"];
+
+    /// The share of "a" in 20,000 picks.
+    fn share_of_a(live: &Live) -> f64 {
+        let picks = 20_000;
+        let a = (0..picks)
+            .filter(|_| text_of(&live.frame(Protocol::Qt, None).unwrap()) == "a")
+            .count();
+        let share = a as f64 / picks as f64;
+        println!("share of A in {picks} picks: {share:.4}");
+        share
+    }
+
+    #[test]
+    fn percentages_share_the_picks() {
+        // 80% A (1 fortune), 20% B (10): A repeats, its share comes first.
+        let store = load_files(&[(Some(80), &["a"]), (Some(20), &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.8).abs() < 0.02, "{a}");
+        // 20% A, the rest to B.
+        let store = load_files(&[(Some(20), &["a"]), (None, &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.2).abs() < 0.02, "{a}");
+        // An optional path missing: its share goes to the others.
+        let store = load_files(&[(Some(50), &[]), (Some(50), &["a", "b"])], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.5).abs() < 0.02, "{a}");
+    }
+
+    #[test]
+    fn equal_files_share_the_picks() {
+        let equal = Choice {
+            equal: true,
+            ..Choice::default()
+        };
+        let store = load_files(&[(None, &["a"]), (None, &TEN)], equal.clone()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 0.5).abs() < 0.02, "{a}");
+        // Without --equal, each entry: 1 in 11.
+        let store = load_files(&[(None, &["a"]), (None, &TEN)], Choice::default()).unwrap();
+        let a = share_of_a(&Live::new(store, false));
+        assert!((a - 1.0 / 11.0).abs() < 0.02, "{a}");
+    }
+
+    #[test]
+    fn short_and_long_fortunes() {
+        let long = "l".repeat(200);
+        let entries = ["s1", long.as_str(), "s2"];
+        let short = Choice {
+            length: Length::Short(160),
+            ..Choice::default()
+        };
+        let live = Live::new(load_files(&[(None, &entries)], short.clone()).unwrap(), false);
+        for _ in 0..50 {
+            assert!(text_of(&live.frame(Protocol::Qt, None).unwrap()).starts_with('s'));
+        }
+        let live = Live::new(
+            load_files(
+                &[(None, &entries)],
+                Choice {
+                    length: Length::Long(160),
+                    ..Choice::default()
+                },
+            )
+            .unwrap(),
+            false,
+        );
+        assert_eq!(text_of(&live.frame(Protocol::Qt, None).unwrap()), long);
+        // --short-max counts the newline, as strfile does: "s1\n" is 3 bytes.
+        let tiny = Choice {
+            length: Length::Short(2),
+            ..Choice::default()
+        };
+        let e = load_files(&[(None, &entries)], tiny).unwrap_err();
+        assert!(matches!(
+            e.problem,
+            crate::fortunes::Problem::NoneOfLength(Length::Short(2))
+        ));
+        assert!(
+            e.to_string().ends_with(
+                " holds no fortune of at most 2 bytes (--short, --short-max); choose another length or path"
+            ),
+            "{e}"
+        );
+        // A path with a percentage and nothing short: an error naming it...
+        let longs: [&str; 1] = [&long];
+        let e = load_files(&[(Some(30), &longs), (None, &entries)], short.clone()).unwrap_err();
+        assert!(
+            e.to_string().contains("holds no fortune of at most 160 bytes"),
+            "{e}"
+        );
+        // ...while a path without one only counts for what it has.
+        assert!(load_files(&[(None, &longs), (None, &entries)], short.clone()).is_ok());
+        // The short ones still fit a datagram, drawn from the same table.
+        let live = Live::new(load_files(&[(None, &entries)], short).unwrap(), true);
+        let day = live.frame(Protocol::Text, Some(wire::QOTD_MAX_DATAGRAM)).unwrap();
+        assert!(day == b"s1\r\n" || day == b"s2\r\n", "{day:?}");
+    }
+
+    #[test]
+    fn daily_composes_with_the_shares() {
+        // 100% of the picks to B: the day's fortune is one of B's, all day.
+        let store = load_files(&[(Some(100), &TEN)], Choice::default()).unwrap();
+        let live = Live::new(store, true);
+        let first = text_of(&live.frame(Protocol::Qt, None).unwrap());
+        assert!(first.starts_with('b'), "{first}");
+        for _ in 0..20 {
+            assert_eq!(text_of(&live.frame(Protocol::Qt, None).unwrap()), first);
+        }
+    }
+
     #[test]
     fn worst_frame_bounds_the_encoder() {
         for text in ["\n\n\n", "é", "\u{10000}", "abc", "日本"] {
@@ -279,11 +407,5 @@ mod tests {
             small.entry(4),
             Err(crate::fortunes::EntryError::Missing { n: 4, len: 1 })
         ));
-    }
-
-    #[test]
-    fn random_other_avoids_the_previous() {
-        assert!((0..1000).all(|_| random_other(3, |k| k == 1) != 1));
-        assert_eq!(random_other(1, |k| k == 0), 0);
     }
 }

@@ -13,16 +13,19 @@ use super::error::{LoadError, Problem};
 use super::limits::{Budget, MAX_ENTRY, MAX_HELD};
 use super::lists::{self, Lists, Stamp};
 use super::member::{Member, Rule, Verdict};
+use super::select::{Choice, Empty, Group, Length};
 use super::store::Store;
 use super::strfile::Header;
 
 /// What to load: the `--fortunes` paths, whether offensive collections may
-/// be served, and the longest entry served (`--max-entry`).
+/// be served, the longest entry served (`--max-entry`), and how the picks
+/// are shared out ([`Choice`]: percentages, `--equal`, `--short`/`--long`).
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub paths: Vec<PathBuf>,
     pub offensive: bool,
     pub max_entry: usize,
+    pub choice: Choice,
 }
 
 impl Selection {
@@ -41,6 +44,7 @@ impl Default for Selection {
             paths: Vec::new(),
             offensive: false,
             max_entry: MAX_ENTRY,
+            choice: Choice::default(),
         }
     }
 }
@@ -81,9 +85,14 @@ impl Store {
         cache: Option<&Path>,
     ) -> Result<Store, LoadError> {
         if selection.paths.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let offensive = selection.offensive;
+        // Choosing by length needs every entry's length: every file opened.
+        let opening = match selection.choice.length {
+            Length::Any => opening,
+            _ => Opening::Eager,
+        };
         let cache = cache.filter(|_| opening == Opening::Lazy).map(|dir| Cache {
             dir,
             old: lists::read(dir).filter(|l| l.offensive == offensive),
@@ -100,24 +109,34 @@ impl Store {
             members: Vec::new(),
             budget: Budget::default(),
             listed: HashSet::new(),
-            left_out: 0,
             capped: None,
         };
         let mut origin = Vec::new();
-        for named in &selection.paths {
+        // Per path loaded: its files and share, and (path, optional).
+        let mut groups = Vec::new();
+        let mut loaded = Vec::new();
+        for (i, named) in selection.paths.iter().enumerate() {
             let (path, optional) = match named.to_str().and_then(|p| p.strip_prefix('-')) {
                 Some(rest) => (Path::new(rest), true),
                 None => (named.as_path(), false),
             };
+            let first = loader.members.len();
             match loader.add_path(path) {
-                Ok(()) => origin.push(path.display().to_string()),
+                Ok(()) => {
+                    origin.push(path.display().to_string());
+                    groups.push(Group {
+                        files: first..loader.members.len(),
+                        percent: selection.choice.percent(i),
+                    });
+                    loaded.push((path, optional));
+                }
                 Err(e) if optional && e.is_absence() => log::info!("{e}; it is optional, left out"),
                 Err(e) => return Err(e),
             }
         }
         loader.finish();
         if loader.members.is_empty() {
-            return Ok(Store::builtin());
+            return builtin(selection);
         }
         let list_cache = loader.cache.map(|cache| {
             if cache.changed {
@@ -125,19 +144,56 @@ impl Store {
             }
             cache.dir.to_path_buf()
         });
-        Ok(Store::new(
+        let origin = origin.join(", ");
+        let mut store = Store::new(
             loader.members,
-            origin.join(", "),
+            origin.clone(),
             selection.rule(),
             loader.budget,
             list_cache,
-        ))
+        );
+        store.share(groups, selection.choice.clone());
+        loop {
+            let (path, problem) = match store.settle() {
+                Ok(()) => return Ok(store),
+                Err(Empty::Group(g)) => match loaded.get(g) {
+                    Some(&(path, true)) => {
+                        log::info!(
+                            "{} holds no fortune of {}; it is optional, left out",
+                            path.display(),
+                            selection.choice.length
+                        );
+                        loaded.remove(g);
+                        store.leave_out(g);
+                        continue;
+                    }
+                    Some(&(path, false)) => (path.to_path_buf(), selection.choice.length),
+                    None => (PathBuf::from(&origin), selection.choice.length),
+                },
+                Err(Empty::All) => (PathBuf::from(&origin), selection.choice.length),
+            };
+            return Err(LoadError {
+                path,
+                problem: Problem::NoneOfLength(problem),
+            });
+        }
     }
 }
 
-/// Directory members left out with a warning in one load; the others are
-/// logged at debug level and counted in one more warning.
-const WARN_LEFT_OUT: usize = 10;
+/// The built-in fortunes, of the length chosen (`--long` leaves none).
+fn builtin(selection: &Selection) -> Result<Store, LoadError> {
+    let mut store = Store::builtin();
+    let groups = vec![Group {
+        files: 0..1,
+        percent: None,
+    }];
+    store.share(groups, selection.choice.clone());
+    store.settle().map_err(|_| LoadError {
+        path: PathBuf::from(store.origin()),
+        problem: Problem::NoneOfLength(selection.choice.length),
+    })?;
+    Ok(store)
+}
 
 /// The state of one [`Store::load_cached`].
 struct Loader<'a> {
@@ -149,8 +205,6 @@ struct Loader<'a> {
     /// Real paths of the directories listed for the path being added: an
     /// `off` leading back to one of them is a loop.
     listed: HashSet<PathBuf>,
-    /// Directory members left out as unservable.
-    left_out: usize,
     /// The first member the memory cap left out, and how many it did.
     capped: Option<(PathBuf, usize)>,
 }
@@ -344,30 +398,23 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// Reports a directory member left out: the first [`WARN_LEFT_OUT`] at
-    /// warning level, the others at debug; those the memory cap left out in
-    /// one line at the end ([`Loader::finish`]).
+    /// Reports a directory member left out, as the budget folds warnings
+    /// ([`Budget::warn`]); those the memory cap left out in one line at the
+    /// end ([`Loader::finish`]).
     fn leave_out(&mut self, e: LoadError) {
         if matches!(e.problem, Problem::OverBudget) {
             let (_, n) = self.capped.get_or_insert((e.path, 0));
             *n += 1;
             return;
         }
-        self.left_out += 1;
-        if self.left_out <= WARN_LEFT_OUT {
-            log::warn!("{e}; left out");
-        } else {
-            log::debug!("{e}; left out");
-        }
+        self.budget.warn(format_args!("{e}; left out"));
     }
 
     /// The folded warnings of this load.
     fn finish(&self) {
-        if self.left_out > WARN_LEFT_OUT {
-            log::warn!(
-                "{} more fortune files left out (logged at debug level)",
-                self.left_out - WARN_LEFT_OUT
-            );
+        let past = self.budget.warnings_past();
+        if past > 0 {
+            log::warn!("{past} more warnings about fortune files (logged at debug level)");
         }
         if let Some((first, n)) = &self.capped {
             log::warn!(
@@ -388,6 +435,24 @@ mod tests {
         (0..store.len())
             .map(|n| store.entry(n).unwrap().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn the_builtin_fortunes_are_of_the_length_chosen() {
+        let with = |length| Selection {
+            choice: Choice {
+                length,
+                ..Choice::default()
+            },
+            ..Selection::default()
+        };
+        let short = Store::load(&with(Length::Short(160)), Opening::Eager).unwrap();
+        assert_eq!(short.table().len(), 7);
+        let e = Store::load(&with(Length::Long(160)), Opening::Eager).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "built-in holds no fortune of more than 160 bytes (--long, --short-max); choose another length or path"
+        );
     }
 
     #[test]
@@ -560,13 +625,16 @@ mod tests {
             // Room to read one (72), keep its table (16) and not read another.
             budget: Budget::new(72 + 15, 8),
             listed: HashSet::new(),
-            left_out: 0,
             capped: None,
         };
         loader.add_path(&dir).unwrap();
         assert_eq!(loader.members.len(), 1);
         let (first, n) = loader.capped.clone().unwrap();
         assert_eq!((first, n), (dir.join("f1"), 2));
-        assert_eq!(loader.left_out, 0, "the cap's refusals are folded apart");
+        assert_eq!(
+            loader.budget.warnings_past(),
+            0,
+            "the cap's refusals are folded apart"
+        );
     }
 }

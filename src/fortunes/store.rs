@@ -18,6 +18,7 @@ use super::error::{EntryError, Problem};
 use super::limits::Budget;
 use super::lists;
 use super::member::{Member, Rule, Verdict};
+use super::select::{Choice, Empty, Group, Length, Table};
 use crate::wire::Protocol;
 
 /// A loaded collection of fortunes; never empty.
@@ -36,7 +37,13 @@ pub struct Store {
     list_cache: Option<PathBuf>,
     /// No entry is longer than this many bytes (`None`: some file not opened yet).
     longest: Option<usize>,
-    /// Entries whose frame fits a length limit, built on first need per limit.
+    /// The named paths' files and shares, and how to choose ([`select`](super::select)).
+    groups: Vec<Group>,
+    choice: Choice,
+    /// What a pick draws from (see [`Store::settle`]).
+    table: Table,
+    /// The table of the entries whose frame fits a length limit, built on
+    /// first need per limit.
     fitting: Mutex<Vec<Fitting>>,
     /// The entry of this store served last, `usize::MAX` for none: kept
     /// with the store, so that a pick from a collection replaced meanwhile
@@ -46,8 +53,8 @@ pub struct Store {
     exhausted: AtomicBool,
 }
 
-/// The entries (by number) whose frame in a protocol fits a length limit.
-type Fitting = (Protocol, usize, Arc<[usize]>);
+/// The table of the entries whose frame in a protocol fits a length limit.
+type Fitting = (Protocol, usize, Arc<Table>);
 
 impl Store {
     pub fn builtin() -> Store {
@@ -62,6 +69,7 @@ impl Store {
         )
     }
 
+    /// Every entry equally likely until [`Store::share`] and [`Store::settle`].
     pub fn new(
         members: Vec<Member>,
         origin: String,
@@ -77,6 +85,7 @@ impl Store {
                 total
             })
             .collect();
+        let members_len = members.len();
         let longest: Option<Vec<usize>> = members
             .iter()
             .map(|m| m.content().map(Content::longest))
@@ -89,10 +98,70 @@ impl Store {
             budget,
             list_cache,
             longest: longest.map(|l| l.into_iter().max().unwrap_or(0)),
+            table: Table::uniform(total),
+            groups: vec![Group {
+                files: 0..members_len,
+                percent: None,
+            }],
+            choice: Choice::default(),
             fitting: Mutex::new(Vec::new()),
             last: AtomicUsize::new(usize::MAX),
             exhausted: AtomicBool::new(false),
         }
+    }
+
+    /// How the picks are shared: `groups`, the members each named path
+    /// brought, with their percentages; `choice`, `--equal` and the length.
+    /// Applied by [`Store::settle`].
+    pub(super) fn share(&mut self, groups: Vec<Group>, choice: Choice) {
+        self.groups = groups;
+        self.choice = choice;
+    }
+
+    /// Builds the table of the pick for the choice (`--short`/`--long`,
+    /// percentages, `--equal`). An error names the group that has no entry
+    /// to serve, for the caller to leave out ([`Store::leave_out`]) or report.
+    pub(super) fn settle(&mut self) -> Result<(), Empty> {
+        self.table = self.table_of(&self.groups, None)?;
+        Ok(())
+    }
+
+    /// Group `g` (an optional path) no longer gets picks.
+    pub(super) fn leave_out(&mut self, g: usize) {
+        if g < self.groups.len() {
+            self.groups.remove(g);
+        }
+    }
+
+    /// What a pick draws from.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The table of the entries of the chosen length that `fits` too.
+    fn table_of(&self, groups: &[Group], fits: Option<&dyn Fn(usize) -> bool>) -> Result<Table, Empty> {
+        let length = self.choice.length;
+        let keeps = |n: usize| {
+            (length == Length::Any || self.entry_len(n).is_some_and(|l| length.keeps(l)))
+                && fits.is_none_or(|fits| fits(n))
+        };
+        let keep: Option<&dyn Fn(usize) -> bool> =
+            (length != Length::Any || fits.is_some()).then_some(&keeps);
+        let counts: Vec<usize> = self.members.iter().map(Member::count).collect();
+        Table::build(groups, &counts, self.choice.equal, keep)
+    }
+
+    /// The length of entry `n` as strfile counts it, if its file is open.
+    fn entry_len(&self, n: usize) -> Option<usize> {
+        let (member, i) = self.locate(n)?;
+        member.content()?.entry_len(i)
+    }
+
+    /// The file of entry `n` and its number there.
+    fn locate(&self, n: usize) -> Option<(&Member, usize)> {
+        let k = self.ends.partition_point(|&end| end <= n);
+        let first = if k == 0 { 0 } else { self.ends[k - 1] };
+        Some((self.members.get(k)?, n - first))
     }
 
     /// The number of entries (some may turn out unservable when read).
@@ -136,9 +205,10 @@ impl Store {
         if n >= self.len() {
             return Err(EntryError::Missing { n, len: self.len() });
         }
-        let k = self.ends.partition_point(|&end| end <= n);
-        let first = if k == 0 { 0 } else { self.ends[k - 1] };
-        self.members[k].entry(n - first, |member| self.open_member(member))
+        let Some((member, i)) = self.locate(n) else {
+            return Err(EntryError::Missing { n, len: self.len() });
+        };
+        member.entry(i, |member| self.open_member(member))
     }
 
     /// Opens a member listed lazily on its first pick, by the load's [`Rule`].
@@ -176,21 +246,32 @@ impl Store {
         content
     }
 
-    /// The entries whose frame in `protocol` is at most `limit` bytes, found
-    /// once by reading them all (for UDP's 512 bytes: one pick, no retries).
-    pub fn fitting(&self, protocol: Protocol, limit: usize) -> Arc<[usize]> {
+    /// The table of the entries whose frame in `protocol` is at most `limit`
+    /// bytes, found once by reading them all (for UDP's 512 bytes: one pick,
+    /// no retries); empty when none fits.
+    pub fn fitting(&self, protocol: Protocol, limit: usize) -> Arc<Table> {
         let mut cache = self.fitting.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, _, list)) = cache.iter().find(|(p, l, _)| (*p, *l) == (protocol, limit)) {
             return Arc::clone(list);
         }
-        let list: Arc<[usize]> = (0..self.len())
-            .filter(|&n| {
-                self.entry(n)
-                    .ok()
-                    .and_then(|text| crate::wire::encode(protocol, &text).ok())
-                    .is_some_and(|frame| frame.len() <= limit)
-            })
-            .collect();
+        let fits = |n: usize| {
+            self.entry(n)
+                .ok()
+                .and_then(|text| crate::wire::encode(protocol, &text).ok())
+                .is_some_and(|frame| frame.len() <= limit)
+        };
+        // A share none of whose entries fits goes to the others.
+        let mut groups = self.groups.clone();
+        let table = loop {
+            match self.table_of(&groups, Some(&fits)) {
+                Ok(table) => break table,
+                Err(Empty::Group(g)) if g < groups.len() => {
+                    groups.remove(g);
+                }
+                Err(_) => break Table::uniform(0),
+            }
+        };
+        let list = Arc::new(table);
         log::debug!(
             "{} of {} fortunes fit {limit} bytes in {protocol}",
             list.len(),

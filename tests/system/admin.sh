@@ -49,10 +49,7 @@ root=$(CONTAINER_EXTRA_PACKAGES=rpm,fortunes-min container_rootfs)
 CONTAINER_PRIVATE_NETWORK=1 container_boot "$root"
 on_exit() {
     local status=$?
-    if [ "$status" != 0 ] && [ -n "$CONTAINER_PID" ]; then
-        echo "--- the container's journal (last 60 lines)"
-        cexec journalctl --no-pager -n 60 || true
-    fi
+    container_journal_if "$status"
     rm -rf "$work"
     _container_exit
     return "$status"
@@ -156,9 +153,12 @@ has_line "$c" "reloaded 3 fortunes (/srv/fortunes/ours)" MESSAGE_ID="$(id_of REL
 echo "reloaded in process $pid, found by MESSAGE_ID=$(id_of RELOADED)"
 
 c=$(cursor)
+[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service should run before the natural Accept=yes switch"
 run_recipe accept-yes
 [ "$(show fortune.socket Accept)" = yes ] || fail "fortune.socket has no Accept=yes"
-[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service runs beside Accept=yes"
+[ "$(show fortune.service ActiveState)" = inactive ] || fail "fortune.service is $(show fortune.service ActiveState) beside Accept=yes"
+failed=$(cexec systemctl list-units --failed --plain --no-legend 'fortune*')
+[ -z "$failed" ] || fail "failed units after the Accept=yes switch: $failed"
 has_line "$c" "stopping" MESSAGE_ID="$(id_of STOPPING)"
 echo "the stop logged with MESSAGE_ID=$(id_of STOPPING)"
 cexec test -s /var/cache/private/fortune-server/lists-v1 || fail "no list cache from the fortune@ instance"
@@ -188,8 +188,10 @@ run_recipe accept-no
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service does not serve after accept-no"
 fortune | ours || fail "fortune.service does not serve /srv/fortunes/ours after accept-no"
 
+pid=$(show fortune.service MainPID)
 run_recipe qotd-on
-[ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service not running after qotd-on"
+[ "$(show fortune.service MainPID)" = "$pid" ] || fail "qotd-on disturbed fortune.service (MainPID $pid, then $(show fortune.service MainPID))"
+[ "$(show fortune-qotd.service ActiveState)" = active ] || fail "fortune-qotd.service not running after qotd-on"
 innet /usr/bin/python3 - <<'EOF' || fail "no RFC 865 answer on TCP and UDP port 17"
 import socket
 with socket.create_connection(("127.0.0.1", 17), timeout=10) as s:
@@ -291,15 +293,18 @@ provoke() { # EVENT LINE TEXT ARGS...
 provoke OUT_OF_FDS "pausing until descriptors free up" $'[Service]\nLimitNOFILE=64\nEnvironment=FORTUNE_MAX_PER_SOURCE=0' \
     --idle 100 --clients 1 --duration 2 --connections 20
 # One fortune far larger than a socket buffer: a client that never reads
-# keeps a connection busy; with 2 allowed, a few such clients reach the cap.
+# keeps a connection busy; with 2 allowed, a few such clients reach the cap
+# (all from one source: no --max-per-source, whose writer share would hold
+# them to one of the two).
 cexec sh -c 'head -c 3000000 /dev/zero | tr "\0" x >/srv/fortunes/big && echo >>/srv/fortunes/big'
 provoke AT_CAP "connections (--max-connections) busy" \
-    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_ENTRY=4000000 FORTUNE_MAX_CONNECTIONS=2' \
+    $'[Service]\nEnvironment=FORTUNE_FORTUNES=/srv/fortunes/big FORTUNE_MAX_ENTRY=4000000 FORTUNE_MAX_CONNECTIONS=2 FORTUNE_MAX_PER_SOURCE=0' \
     --idle 4 --clients 1 --duration 2 --connections 1
 cexec systemctl restart fortune.service
 
 run_recipe qotd-off
 refused 17 || fail "port 17 still open after qotd-off"
+[ "$(show fortune-qotd.service ActiveState)" = inactive ] || fail "fortune-qotd.service still runs after qotd-off"
 fortune | ours || fail "7017 stopped serving after qotd-off"
 
 run_recipe remove

@@ -74,7 +74,7 @@ check_binary "$work/usr/bin/fortune-server" "${rpm##*/}"
 
 say "rpm -qlp"
 # What the spec must ship: the binary, every unit of systemd/ with the
-# collection drop-ins, the preset, every generated man page and completion.
+# collection drop-ins, every generated man page and completion.
 {
     cargo metadata --no-deps --format-version 1 --locked | /usr/bin/python3 -c '
 import json, sys
@@ -82,7 +82,7 @@ for t in json.load(sys.stdin)["packages"][0]["targets"]:
     if "bin" in t["kind"]:
         print("/usr/bin/" + t["name"])'
     for unit in systemd/*.socket systemd/*.service; do echo "/usr/lib/systemd/system/${unit#systemd/}"; done
-    for d in fortune.service.d fortune@.service.d; do
+    for d in fortune.service.d fortune@.service.d fortune-qotd.service.d; do
         echo "/usr/lib/systemd/system/$d"
         echo "/usr/lib/systemd/system/$d/fortune-mod.conf"
     done

@@ -21,18 +21,20 @@ cd "$(dirname "$0")/../.."
 
 MAX_EXPOSURE=0.5
 BIN=target/release/fortune-server
-UNITS=(fortune.socket fortune.service fortune@.service fortune-qotd.socket)
+UNITS=(fortune.socket fortune.service fortune@.service fortune-qotd.socket fortune-qotd.service)
 
 
 require_tools systemd-nspawn debootstrap nsenter systemd-analyze
 /usr/bin/python3 -c 'import PyQt5.QtNetwork' 2>/dev/null || missing "python3-pyqt5"
 [ "$(id -u)" = 0 ] || missing "root (systemd-nspawn needs it)"
 
-step "the two services share one sandbox"
+step "the three services share one sandbox"
 sandbox() { sed -n '/^DynamicUser=/,/^SystemCallErrorNumber=/p' "systemd/$1"; }
-if ! diff <(sandbox fortune.service) <(sandbox fortune@.service); then
-    fail "the sandbox lines of fortune.service and fortune@.service differ (diff above)"
-fi
+for other in fortune@.service fortune-qotd.service; do
+    if ! diff <(sandbox fortune.service) <(sandbox "$other"); then
+        fail "the sandbox lines of fortune.service and $other differ (diff above)"
+    fi
+done
 echo "identical: $(sandbox fortune.service | wc -l) lines"
 
 step "build the binary"
@@ -382,11 +384,12 @@ assert 0 < len(reply) <= 512 and reply.endswith(b"\r\n"), repr(reply)
 print(f"UDP text ({len(reply)} bytes):", repr(reply.decode("utf-8")))
 EOF
 qt_read
-status=$(show fortune.service StatusText)
-echo "one process serves all three sockets: $status"
-for socket in "tcp 127.0.0.1:$QT (qt)" "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0.1:$QOTD (text)"; do
-    [[ $status == *"$socket"* ]] || fail "fortune.service does not serve $socket"
+status=$(show fortune-qotd.service StatusText)
+echo "fortune-qotd.service serves both port $QOTD sockets: $status"
+for socket in "tcp 127.0.0.1:$QOTD (text)" "udp 127.0.0.1:$QOTD (text)"; do
+    [[ $status == *"$socket"* ]] || fail "fortune-qotd.service does not serve $socket"
 done
+[[ $(show fortune.service StatusText) == *"tcp 127.0.0.1:$QT (qt)"* ]] || fail "fortune.service does not serve $QT"
 
 step "Accept=no: 200 idle connections from 127.0.0.1 do not lock out 127.0.1.1"
 idle_holders_step Accept=no
@@ -431,7 +434,7 @@ logged "reloaded 3 fortunes ($FILE)" || fail "the reload did not read the 3 fort
 
 step "systemctl stop ends cleanly"
 pid=$(show fortune.service MainPID)
-cexec systemctl stop fortune-qotd.socket fortune.socket fortune.service
+cexec systemctl stop fortune-qotd.socket fortune.socket fortune.service fortune-qotd.service
 [ "$(show fortune.service Result)" = success ] || fail "stop result: $(show fortune.service Result)"
 [ "$(show fortune.service ExecMainStatus)" = 0 ] || fail "stop status: $(show fortune.service ExecMainStatus)"
 logged 'stopped; ' _PID="$pid" || fail "no clean stop in the journal"

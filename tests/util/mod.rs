@@ -41,29 +41,60 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+mod process;
+
+/// Held by a test that must run alone in its binary (heavy load, or counts
+/// that another test's traffic would disturb); a failed holder frees it.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    process::free_port().expect("a free loopback port")
 }
 
 mod scratch;
 pub use scratch::Scratch;
 
-/// A path for a command's output or a socket: small, in this process's own
-/// directory (left behind; `Scratch` is for fortune files).
-fn out_path(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("fortune-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join(format!("{}-{tag}", N.fetch_add(1, Ordering::Relaxed)))
-}
-
 /// Writes `contents` to a new scratch file (removed when dropped).
 pub fn file_with(contents: &[u8]) -> Scratch {
     Scratch::file(contents)
+}
+
+/// The server started from Python the way an activator starts it: `setup`
+/// (Python; `os`, `socket`, `sys`, `time`, `fcntl` and `signal` imported)
+/// leaves the descriptors at 3 and up, a dict `env` of variables to set
+/// (`LISTEN_FDS` among them) and may append server arguments to `sys.argv`;
+/// then the server is exec'd with `LISTEN_PID` set to its (Python's) PID
+/// (descriptors `LISTEN_FDS` claims may be closed, for tests of that).
+/// None if `/usr/bin/python3` is missing (see [`require`]).
+pub fn activator(setup: &str) -> Option<Cmd> {
+    if !require("/usr/bin/python3") {
+        return None;
+    }
+    let script = format!(
+        "import os, socket, sys, time, fcntl, signal\nenv = {{}}\n{setup}\nos.environ.update(env)\n\
+         for fd in range(3, 3 + int(env.get('LISTEN_FDS', '0'))):\n\
+         \x20   if os.path.exists(f'/proc/self/fd/{{fd}}'): os.set_inheritable(fd, True)\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\nos.execv(sys.argv[1], sys.argv[1:])\n"
+    );
+    Some(Cmd::new("/usr/bin/python3").args(["-c", &script, SERVER]))
+}
+
+/// The server with `args` on a free loopback port (`--listen`), serving.
+pub fn serving(args: &[&str]) -> (Running, SocketAddr) {
+    serving_from(Cmd::server().args(args))
+}
+
+/// `server` (fortune-server with its options and environment, or a wrapper
+/// running it) with `--listen` on a free loopback port appended, serving.
+pub fn serving_from(server: Cmd) -> (Running, SocketAddr) {
+    let addr = loopback(free_port());
+    let server = server.args(["--listen", &addr.to_string()]).spawn();
+    server.wait_for_log("Serving");
+    (server, addr)
 }
 
 /// A command whose output is kept for the failure report.
@@ -71,26 +102,21 @@ pub struct Cmd {
     cmd: Command,
     shown: String,
     stdin: Option<Stdio>,
+    /// `spawn` returns once the log has this many `Listening on` lines
+    /// (systemd-socket-activate's, one per socket, before it accepts).
+    listening: usize,
 }
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
         let mut cmd = Command::new(program);
         // Tests set what they need; inherited activation variables would confuse them.
-        for var in [
-            "LISTEN_PID",
-            "LISTEN_FDS",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "JOURNAL_STREAM",
-        ] {
-            cmd.env_remove(var);
-        }
+        process::clean_env(&mut cmd);
         Cmd {
             cmd,
             shown: program.to_string(),
             stdin: None,
+            listening: 0,
         }
     }
 
@@ -102,9 +128,12 @@ impl Cmd {
         Cmd::new(CLIENT)
     }
 
-    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's own args.
+    /// `systemd-socket-activate ARGS... fortune-server`, ready for the server's
+    /// own args; `spawn` returns once it listens on every `-l` socket.
     pub fn socket_activate(args: &[&str]) -> Cmd {
-        Cmd::new("systemd-socket-activate").args(args).arg(SERVER)
+        let mut cmd = Cmd::new("systemd-socket-activate").args(args).arg(SERVER);
+        cmd.listening = args.iter().filter(|a| **a == "-l").count();
+        cmd
     }
 
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
@@ -143,7 +172,16 @@ impl Cmd {
     /// [`Cmd::with_fd_limit`] with a soft limit below the hard one, as
     /// systemd sets them (1024 and 524288 by default).
     pub fn with_fd_limits(self, soft: u32, hard: u32) -> Cmd {
-        let ulimit = format!("ulimit -Sn {soft} && ulimit -Hn {hard}");
+        self.under_ulimit(format!("ulimit -Sn {soft} && ulimit -Hn {hard}"))
+    }
+
+    /// Runs under a limit of `mib` MiB of address space (`ulimit -v`): its
+    /// resident set can be no larger.
+    pub fn with_memory_limit(self, mib: u32) -> Cmd {
+        self.under_ulimit(format!("ulimit -v {}", mib * 1024))
+    }
+
+    fn under_ulimit(self, ulimit: String) -> Cmd {
         let shown = format!("{ulimit}; exec {}", self.shown);
         let mut limited = Cmd::new("sh")
             .arg("-c")
@@ -169,7 +207,8 @@ impl Cmd {
 
     /// Starts in the background; stopped (by PID) when dropped.
     pub fn spawn(mut self) -> Running {
-        let (out, err) = (out_path("stdout"), out_path("stderr"));
+        let files = Scratch::dir();
+        let (out, err) = (files.join("stdout"), files.join("stderr"));
         let child = self
             .cmd
             .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
@@ -177,12 +216,21 @@ impl Cmd {
             .stderr(File::create(&err).expect("stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.shown));
-        Running {
+        let running = Running {
             child: Some(child),
             shown: self.shown,
             out,
             err,
+            _files: files,
+        };
+        let end = Instant::now() + Duration::from_secs(60);
+        while running.log_count("Listening on") < self.listening {
+            if Instant::now() > end {
+                running.fail("not listening within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        running
     }
 }
 
@@ -192,6 +240,9 @@ pub struct Running {
     shown: String,
     out: PathBuf,
     err: PathBuf,
+    /// Holds `out` and `err`; removed after the failure report (a field
+    /// drops after `Drop::drop`).
+    _files: Scratch,
 }
 
 pub struct Finished {
@@ -307,10 +358,19 @@ impl Running {
 
     /// Resident memory in KiB (VmRSS in /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The largest resident set size it had so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -357,12 +417,13 @@ impl Running {
         self.stderr().lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// Waits until the log says the service is serving (or fails the test).
+    /// Waits until the log has `needle` (or fails the test after a minute,
+    /// which only a hang takes).
     pub fn wait_for_log(&self, needle: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(60);
         while !self.stderr().contains(needle) {
             if Instant::now() > end {
-                self.fail(&format!("no {needle:?} in the log within 10 s"));
+                self.fail(&format!("no {needle:?} in the log within 60 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -493,24 +554,53 @@ pub fn figure(test: &str, line: &str) {
 pub struct NotifySocket {
     pub path: PathBuf,
     socket: std::os::unix::net::UnixDatagram,
+    seen: std::sync::Mutex<Vec<String>>,
+    _dir: Scratch,
 }
 
 impl NotifySocket {
     pub fn new() -> NotifySocket {
-        let path = out_path("notify");
+        let dir = Scratch::dir();
+        let path = dir.join("notify");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
         socket.set_nonblocking(true).expect("non-blocking notify socket");
-        NotifySocket { path, socket }
+        NotifySocket {
+            path,
+            socket,
+            seen: Default::default(),
+            _dir: dir,
+        }
     }
 
-    /// Every message received so far.
+    /// Every message received so far (also those an earlier call returned).
     pub fn messages(&self) -> Vec<String> {
         let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while let Ok(n) = self.socket.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        out
+        seen.clone()
+    }
+}
+
+impl NotifySocket {
+    /// Waits (20 s at most, else fails the test) for a message after index
+    /// `from` of [`NotifySocket::messages`] that `wanted` accepts; returns
+    /// it with the index to look from next time.
+    pub fn wait_for(&self, from: usize, what: &str, wanted: impl Fn(&str) -> bool) -> (String, usize) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all = self.messages();
+            if let Some(i) = (from..all.len()).find(|&i| wanted(&all[i])) {
+                return (all[i].clone(), i + 1);
+            }
+            assert!(
+                Instant::now() < end,
+                "no notify message {what} within 20 s; got {:#?}",
+                all.get(from..)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -523,6 +613,25 @@ impl Default for NotifySocket {
 /// A misbehaving server for client tests: on 127.0.0.1, answers each of the
 /// first `connections` clients with `reply` (then closes, or holds the
 /// connection open for `hold` first). Its thread ends after that many.
+/// A server for one connection that sends `header`, then zeros until
+/// `total` bytes are sent or the client goes away.
+pub fn streaming_server(header: &[u8], total: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let header = header.to_vec();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let zeros = vec![0u8; 1 << 16];
+            let mut sent = header.len();
+            let _ = s.write_all(&header);
+            while sent < total && s.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+        }
+    });
+    addr
+}
+
 pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
@@ -540,23 +649,7 @@ pub fn fake_server(reply: &[u8], connections: usize, hold: Duration) -> SocketAd
 /// The TCP port process `pid` listens on (`ss -Hltnp`), for programs such
 /// as Qt's examples that choose a random one; waits up to 10 s.
 pub fn listening_port(pid: u32) -> Option<u16> {
-    let tag = format!("pid={pid},");
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        let out = Command::new("ss").arg("-Hltnp").output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let port = text
-            .lines()
-            .find(|l| l.contains(&tag))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|local| local.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
-        if port.is_some() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+    process::listening_port(pid, Duration::from_secs(10))
 }
 
 /// Drives Qt's own Fortune Client example under Xvfb (tests/qt_fortune_client.py)
@@ -568,7 +661,7 @@ pub fn qt_fortune_client(addr: SocketAddr, client: &str, presses: usize, expecte
     let done = qt_script("qt_fortune_client.py", addr)
         .args(["--client", client, "--presses", &presses.to_string()])
         .arg("--expect")
-        .arg(&expect)
+        .arg(expect.path())
         .run(Duration::from_secs(120));
     done.assert_code(0);
     done.stdout
@@ -705,28 +798,58 @@ pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result
 /// Sends one UDP datagram with a forged source (a raw socket writing its
 /// own IPv4 header; root only). Loopback destinations only.
 pub fn spoof_udp(from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
-    assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
-    let len = 20 + 8 + payload.len();
-    let mut packet = Vec::with_capacity(len);
-    // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
-    packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
-    packet.extend_from_slice(&from.ip().octets());
-    packet.extend_from_slice(&to.ip().octets());
-    // UDP header, checksum 0 (none, allowed over IPv4).
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    let raw = socket2::Socket::new(
+    Spoofer::new().send(from, to, payload);
+}
+
+/// A raw IPv4 socket for UDP (root only).
+fn raw_udp_socket() -> socket2::Socket {
+    socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::RAW,
         Some(socket2::Protocol::UDP),
     )
-    .expect("a raw socket (root)");
-    raw.set_header_included_v4(true).expect("IP_HDRINCL");
-    raw.send_to(&packet, &SocketAddr::V4(to).into())
-        .expect("send the spoofed datagram");
+    .expect("a raw socket (root)")
+}
+
+/// A raw socket that forges UDP datagrams (root only), kept for a flood.
+pub struct Spoofer(socket2::Socket);
+
+impl Spoofer {
+    pub fn new() -> Spoofer {
+        let raw = raw_udp_socket();
+        raw.set_header_included_v4(true).expect("IP_HDRINCL");
+        Spoofer(raw)
+    }
+
+    /// Sends `payload` to `to` (loopback only) as if from `from`.
+    pub fn send(&self, from: std::net::SocketAddrV4, to: std::net::SocketAddrV4, payload: &[u8]) {
+        assert!(to.ip().is_loopback(), "spoofed datagrams go to loopback only");
+        let len = 20 + 8 + payload.len();
+        let mut packet = Vec::with_capacity(len);
+        // IPv4 header: version 4, 5 words; total length; id 0 and checksum 0 (the kernel fills them); TTL 64; UDP.
+        packet.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        packet.extend_from_slice(&from.ip().octets());
+        packet.extend_from_slice(&to.ip().octets());
+        // UDP header, checksum 0 (none, allowed over IPv4).
+        packet.extend_from_slice(&from.port().to_be_bytes());
+        packet.extend_from_slice(&to.port().to_be_bytes());
+        packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(payload);
+        // A full send buffer under a flood: the datagram is lost, as on a network.
+        if let Err(e) = self.0.send_to(&packet, &SocketAddr::V4(to).into()) {
+            assert!(
+                matches!(e.raw_os_error(), Some(nix::libc::ENOBUFS | nix::libc::EAGAIN)),
+                "send the spoofed datagram: {e}"
+            );
+        }
+    }
+}
+
+impl Default for Spoofer {
+    fn default() -> Self {
+        Spoofer::new()
+    }
 }
 
 /// One UDP datagram seen on the host: source, destination, payload.
@@ -738,12 +861,7 @@ pub struct UdpSpy(socket2::Socket);
 
 impl UdpSpy {
     pub fn new() -> UdpSpy {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .expect("a raw socket (root)");
+        let raw = raw_udp_socket();
         raw.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         UdpSpy(raw)
@@ -786,4 +904,69 @@ fn parse_ipv4_udp(p: &[u8]) -> Option<Seen> {
         std::net::SocketAddrV4::new(ip(16), port(header + 2)),
         p[header + 8..].to_vec(),
     ))
+}
+
+/// A network namespace made for one test (`ip netns add`; root only): its
+/// loopback up, and whatever addresses the test adds to it. Deleted (by its
+/// name) when dropped. Traffic to or from it never leaves the host.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named after `tag` and this process; the caller has
+    /// `require_root()`d and `require("ip")`d.
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "fortune-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ip(&["netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Adds `addr` (e.g. `2001:db8:1:100::1/128`) to its loopback.
+    pub fn add_address(&self, addr: &str) {
+        self.ip(&["address", "add", addr, "dev", "lo", "nodad"]);
+    }
+
+    /// `program` run inside it (`ip netns exec`, which execs it: the PID is the program's).
+    pub fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new("ip").args(["netns", "exec", self.name.as_str(), program])
+    }
+
+    /// Moves the calling thread into it: the sockets it makes from now on
+    /// belong to the namespace. Call it from a thread of the test's own.
+    pub fn enter(&self) {
+        let ns = File::open(format!("/run/netns/{}", self.name)).expect("the namespace's file");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering network namespace {}: {e}", self.name));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

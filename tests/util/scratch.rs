@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A new directory under the system's temporary directory (or a file in
 /// one): it derefs to its path and is removed with all it holds when dropped.
+/// A command takes `.arg(&scratch)`, not `.arg(scratch)`: that would move
+/// it and remove the file before the command reads it (it does not compile).
 #[derive(Debug)]
 pub struct Scratch {
     root: PathBuf,
@@ -67,7 +69,7 @@ impl AsRef<Path> for Scratch {
     }
 }
 
-impl AsRef<OsStr> for Scratch {
+impl AsRef<OsStr> for &Scratch {
     fn as_ref(&self) -> &OsStr {
         self.path.as_os_str()
     }

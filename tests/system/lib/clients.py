@@ -11,10 +11,19 @@
                                           and resets a connection at once (RST); MAX
                                           connections or SECS seconds at most; prints
                                           the counts
+    clients.py loop PORT N SECS PROGRESS [--protocol qt|text]
+                                          N clients from 127.0.0.1, each in turn
+                                          connects and reads one whole answer,
+                                          until SIGTERM or SECS; the good count goes
+                                          to the file PROGRESS as it grows; prints
+                                          connections made and lost, by kind
 
 fetch exits 1 with a one-line reason if no whole frame came.
 """
 import argparse
+import errno
+import os
+import signal
 import socket
 import struct
 import sys
@@ -94,6 +103,59 @@ def flood(port, sources, secs, most):
           + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+def loop(port, count, secs, progress, protocol):
+    """Connections made and lost while something happens to the server."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lock = threading.Lock()
+    counts = {"good": 0, "refused": 0, "reset": 0, "timed out": 0, "bad answer": 0}
+    examples = []
+    deadline = time.monotonic() + secs
+
+    def whole(data):
+        if protocol == "text":
+            return data.endswith(b"\r\n") and len(data) > 2
+        return len(data) > 4 and struct.unpack(">I", data[:4])[0] == len(data) - 4
+
+    def one():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            return "good" if whole(data) else "bad answer", repr(data[:40])
+        except socket.timeout as e:
+            return "timed out", str(e)
+        except ConnectionRefusedError as e:
+            return "refused", str(e)
+        except OSError as e:
+            kind = "refused" if e.errno == errno.ECONNREFUSED else "reset"
+            return kind, str(e)
+
+    def client():
+        while not stop.is_set() and time.monotonic() < deadline:
+            kind, what = one()
+            with lock:
+                counts[kind] += 1
+                if kind != "good" and len(examples) < 5:
+                    examples.append(f"{kind}: {what}")
+                if kind == "good" and counts["good"] % 10 == 0:
+                    with open(progress + ".tmp", "w") as f:
+                        f.write(f"{counts['good']}\n")
+                    os.replace(progress + ".tmp", progress)
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lost = sum(v for k, v in counts.items() if k != "good")
+    made = counts["good"] + lost
+    print(f"made {made} lost {lost} ("
+          + ", ".join(f"{v} {k}" for k, v in counts.items() if k != "good") + ")"
+          + "".join(f"\n  {e}" for e in examples))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -111,12 +173,20 @@ def main():
     fl.add_argument("sources", type=int)
     fl.add_argument("secs", type=float)
     fl.add_argument("max", type=int)
+    lp = sub.add_parser("loop")
+    lp.add_argument("port", type=int)
+    lp.add_argument("count", type=int)
+    lp.add_argument("secs", type=float)
+    lp.add_argument("progress")
+    lp.add_argument("--protocol", default="qt", choices=["qt", "text"])
     a = p.parse_args()
     try:
         if a.cmd == "fetch":
             print(fetch(a.port, a.bind, a.timeout))
         elif a.cmd == "hold":
             hold(a.port, a.count, a.secs, a.ready)
+        elif a.cmd == "loop":
+            loop(a.port, a.count, a.secs, a.progress, a.protocol)
         else:
             flood(a.port, a.sources, a.secs, a.max)
     except (OSError, RuntimeError) as e:

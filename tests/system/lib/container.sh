@@ -6,6 +6,7 @@
 #   cexec CMD...               # runs CMD inside (all namespaces of the container's PID 1)
 #   cput SRC DEST              # copies a host file to DEST inside (mode kept, parents made)
 #   container_stop             # powers it off (by PID), bounded; safe to call twice
+#   container_journal_if STATUS  # the container's last 60 journal lines if STATUS is not 0
 #
 # CONTAINER_EXTRA_PACKAGES (comma-separated) adds packages to debootstrap's
 # --include; CONTAINER_MIRROR overrides the Debian mirror. CONTAINER_SUITE
@@ -146,6 +147,14 @@ cput() {
     cexec mkdir -p "$(dirname "$dest")" || return 1
     # shellcheck disable=SC2016 # expanded by the shell inside
     cexec sh -c 'cat >"$1" && chmod "$2" "$1"' sh "$dest" "$mode" <"$src"
+}
+
+# For an EXIT trap: the container's last journal lines when the test failed.
+container_journal_if() {
+    if [ "$1" != 0 ] && [ -n "$CONTAINER_PID" ]; then
+        echo "--- the container's journal (last 60 lines)"
+        cexec journalctl --no-pager -n 60 || true
+    fi
 }
 
 # Powers the container off, by its nspawn PID; SIGKILL after 30 s.
