@@ -3,9 +3,10 @@
 //!
 //! One module per concern: [`activation`] adopts sockets, [`wire`] encodes
 //! frames, [`fortunes`] holds the collection, [`connection`] serves one
-//! client, [`server`] is the accept loop, [`linger`] holds a worker's
-//! connections until their peers leave, [`prefix`] says what a source is,
-//! [`sources`] caps what one source holds, [`datagram`] answers UDP,
+//! client, [`server`] is the accept loop's pool of workers, `worker` one
+//! worker thread (its epoll set, accepting, serving), [`linger`] holds a
+//! worker's connections until their peers leave, [`prefix`] says what a
+//! source is, [`sources`] caps what one source holds, [`datagram`] answers UDP,
 //! [`ratelimit`] bounds the UDP replies a source gets, [`proxy`] parses the
 //! PROXY header a load balancer sends, [`proxied`] reads it from those
 //! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds
@@ -41,6 +42,7 @@ pub mod sockets;
 pub mod sources;
 pub mod stats;
 pub mod wire;
+mod worker;
 
 use activation::{Activation, Inherited};
 use fortunes::{Live, Opening, Store};

@@ -388,15 +388,20 @@ impl Status {
 
 /// Tells the unit's `ExecReload=` command how the reload went, so that
 /// `systemctl reload` fails when it did (systemd 252 has no
-/// `Type=notify-reload`): SIGUSR1 done, SIGUSR2 failed, to the process that
-/// sent the SIGHUP, but only if it is one of this service's own: the same
-/// user, and that user is not root (`DynamicUser=`: no one else has it), or
-/// else the same cgroup (the command systemd runs for `ExecReload=`; under
-/// `PrivateUsers=` its /proc entry is hidden from us, hence the user first).
-/// Anyone else who sends SIGHUP (an admin's `kill -HUP`, `systemctl kill`)
-/// gets no signal back.
+/// `Type=notify-reload`): SIGURG done, SIGWINCH failed, to the process that
+/// sent the SIGHUP, but only under systemd (`INVOCATION_ID`) and only if it
+/// is one of this service's own: the same user, and that user is not root
+/// (`DynamicUser=`: no one else has it), or else the same cgroup (the command
+/// systemd runs for `ExecReload=`; under `PrivateUsers=` its /proc entry is
+/// hidden from us, hence the user first). The two signals are ignored by
+/// default, so even a process these checks mistake for ours (a shell sharing
+/// a terminal's cgroup) is not harmed; anyone else who sends SIGHUP (an
+/// admin's `kill -HUP`, `systemctl kill`) gets nothing back.
 fn answer_reloader(sender: Sender, ok: bool) {
     use std::os::unix::fs::MetadataExt;
+    if std::env::var_os("INVOCATION_ID").is_none() {
+        return;
+    }
     // Our user: the owner of our /proc entry (nix's getuid needs a feature more).
     let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
         return;
@@ -410,7 +415,7 @@ fn answer_reloader(sender: Sender, ok: bool) {
     if pid <= 1 || pid == std::process::id() || sender_uid != uid || (uid == 0 && !ours(pid)) {
         return;
     }
-    let answer = if ok { Signal::SIGUSR1 } else { Signal::SIGUSR2 };
+    let answer = if ok { Signal::SIGURG } else { Signal::SIGWINCH };
     if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), answer) {
         log::debug!("cannot tell process {pid} how the reload went: {e}");
     }

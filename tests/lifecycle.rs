@@ -91,8 +91,14 @@ fn exec_reload(unit: &str) -> String {
 fn the_units_exec_reload_fails_when_the_reload_does() {
     let dir = dir_with(&[("ours", b"one\n%\ntwo\n")]);
     let file = dir.join("ours");
-    // No NOTIFY_SOCKET: nobody would read it here.
-    let (server, _) = listening(&["--fortunes", file.to_str().expect("UTF-8")], None);
+    // No NOTIFY_SOCKET: nobody would read it here. INVOCATION_ID: the
+    // answer is given only under systemd.
+    let server = Cmd::server()
+        .args(["--listen", &loopback(free_port()).to_string(), "--fortunes"])
+        .arg(&file)
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .spawn();
+    server.wait_for_log("Serving");
     for unit in ["fortune.service", "fortune-qotd.service"] {
         let reload = || {
             Cmd::new("sh")
