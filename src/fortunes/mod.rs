@@ -1,5 +1,6 @@
 //! The fortunes: the built-in Qt seven or fortune-mod collections.
 //!
+//! [`builtin`]: the seven Qt fortunes (BSD-3-Clause, as Qt's example);
 //! [`load`]: what the admin named ([`Selection`], [`Opening`]), listed and
 //! opened; [`member`]: one fortune file of a collection and the rule that
 //! decides whether a directory member is served; [`disk`]: reading files and
@@ -13,9 +14,10 @@
 //!
 //! Which may use which (no circle): `load` → `store` → `member` → `disk` →
 //! `limits`, `error`, `strfile`, `text`; `live` → `store`, `daily`; `store`,
-//! `load`, `error`, `daily` → `select`; `lists`, `select`, `strfile`, `text`
-//! use none of them.
+//! `load`, `error`, `daily` → `select`; `lists`, `select`, `strfile`, `text`,
+//! `builtin` use none of them.
 
+pub mod builtin;
 pub mod daily;
 pub mod disk;
 pub mod error;
@@ -32,20 +34,10 @@ pub mod text;
 #[cfg(test)]
 mod fixture;
 
+pub use builtin::BUILTIN;
 pub use error::{EntryError, LoadError, Problem};
 pub use limits::{MAX_ENTRY, MAX_INDEX, MAX_WHOLE_FILE};
 pub use live::Live;
 pub use load::{Opening, Selection};
 pub use select::{Choice, Length};
 pub use store::Store;
-
-/// The seven fortunes of Qt's Threaded Fortune Server example, verbatim.
-pub const BUILTIN: [&str; 7] = [
-    "You've been leading a dog's life. Stay off the furniture.",
-    "You've got to think about tomorrow.",
-    "You will be surprised by a loud noise.",
-    "You will feel hungry again in another hour.",
-    "You might have mail.",
-    "You cannot kill time without injuring eternity.",
-    "Computers are not intelligent. They only think they are.",
-];

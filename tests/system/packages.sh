@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The packages, for real. Builds the .deb and the .rpm (packaging/build),
-# lints them (lintian: no error, no warning; rpmlint: no error but
-# no-signature), then in a booted Debian 12 systemd container:
+# The packages, for real. Builds the .deb, the source RPM and the .rpm
+# (packaging/build), lints them (lintian on the .deb; rpmlint on the spec, the
+# .src.rpm and the .rpm: no error, no warning, with packaging/rpm/rpmlint.toml:
+# Fedora's policy, each override saying why), then in a booted
+# Debian 12 systemd container:
 #   .deb: apt install (recommends not yet) -> fortune.socket enabled,
 #         listening, the Qt reader gets a built-in fortune; apt install
 #         fortunes-min (what it recommends) -> its fortunes are served;
 #         upgrade to a higher revision -> restarted, still serving; fortunes-min
 #         purged -> the built-in fortunes again, the service still running;
 #         apt remove -> nothing listens; apt purge -> nothing left.
-#   .rpm: rpm -i --nodeps (Debian's rpm, its own database) -> scriptlets
-#         quiet, systemctl start fortune.socket serves; rpm -e -> nothing left.
+#   .rpm: rpm -i --nodeps (Debian's rpm, its own database) under Fedora's
+#         presets (`disable *`) -> scriptlets quiet, nothing enabled;
+#         `systemctl enable --now fortune.socket` (what admin.md says) serves;
+#         rpm -U to revision 2 -> fortune.service restarted, fortune.socket
+#         not; rpm -e -> nothing left.
+# Revision 2's changelog entry is on top in both formats.
 # Every socket of the package is moved to a 127.0.0.1 high port by a drop-in
 # written before installing, so nothing listens beyond loopback.
 set -euo pipefail
@@ -34,22 +40,26 @@ packaging/build >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; fail "pa
 packages=$(cargo metadata --no-deps --format-version 1 --locked |
     /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/packages
 deb=$(ls "$packages"/fortune-server_*_*.deb)
-rpm=$(ls "$packages"/fortune-server-*.rpm)
-cp "$deb" "$rpm" "$work/"
+srpm=$(ls "$packages"/fortune-server-*.src.rpm)
+rpm=$(ls "$packages"/fortune-server-[0-9]*.rpm | grep -v '\.src\.rpm$')
+cp "$deb" "$srpm" "$rpm" "$work/"
 deb=$work/$(basename "$deb")
+srpm=$work/$(basename "$srpm")
 rpm=$work/$(basename "$rpm")
-ls -l "$deb" "$rpm" >&2
+ls -l "$deb" "$srpm" "$rpm" >&2
 
 say "lintian $(basename "$deb")"
 lintian --fail-on error,warning --display-info --pedantic "$deb" >&2 ||
     fail "lintian reports errors or warnings (above)"
-say "rpmlint $(basename "$rpm")"
-rpmlint "$rpm" >"$work/rpmlint.log" 2>&1 || true
-cat "$work/rpmlint.log" >&2
-if grep ': E: ' "$work/rpmlint.log" | grep -v ': E: no-signature'; then
-    fail "rpmlint reports errors other than no-signature"
-fi
-grep -q ' packages and ' "$work/rpmlint.log" || fail "rpmlint did not check the package"
+rpm2cpio "$srpm" | (cd "$work" && cpio -id --quiet fortune-server.spec)
+# No error, no warning: rpmlint FILE... (Fedora's policy: rpmlint.toml).
+rpmlint_clean() {
+    say "rpmlint ${*##*/}"
+    rpmlint -c packaging/rpm/rpmlint.toml "$@" >"$work/rpmlint.log" 2>&1 || true
+    cat "$work/rpmlint.log" >&2
+    grep -q ' 0 errors, 0 warnings' "$work/rpmlint.log" || fail "rpmlint reports errors or warnings (above)"
+}
+rpmlint_clean "$work/fortune-server.spec" "$srpm" "$rpm"
 
 # The binary in each: stripped (no symbol table), with its GNU build id.
 check_binary() {
@@ -64,7 +74,7 @@ check_binary "$work/usr/bin/fortune-server" "${rpm##*/}"
 
 say "rpm -qlp"
 # What the spec must ship: the binary, every unit of systemd/ with the
-# collection drop-ins, the preset, every generated man page and completion.
+# collection drop-ins, every generated man page and completion.
 {
     cargo metadata --no-deps --format-version 1 --locked | /usr/bin/python3 -c '
 import json, sys
@@ -76,7 +86,6 @@ for t in json.load(sys.stdin)["packages"][0]["targets"]:
         echo "/usr/lib/systemd/system/$d"
         echo "/usr/lib/systemd/system/$d/fortune-mod.conf"
     done
-    echo /usr/lib/systemd/system-preset/50-fortune-server.preset
     for page in packaging/generated/man/man*/*; do echo "/usr/share/man/${page#packaging/generated/man/}.gz"; done
     for f in packaging/generated/completions/bash/*; do echo "/usr/share/bash-completion/completions/${f##*/}"; done
     for f in packaging/generated/completions/zsh/*; do echo "/usr/share/zsh/site-functions/${f##*/}"; done
@@ -88,6 +97,8 @@ for t in json.load(sys.stdin)["packages"][0]["targets"]:
     echo "/usr/share/licenses/fortune-server-$version"
     echo "/usr/share/licenses/fortune-server-$version/LICENSE-APACHE"
     echo "/usr/share/licenses/fortune-server-$version/LICENSE-MIT"
+    echo "/usr/share/licenses/fortune-server-$version/LICENSE.dependencies"
+    echo "/usr/share/licenses/fortune-server-$version/cargo-vendor.txt"
 } | tr ' ' '\n' | sort >"$work/rpm-expected"
 rpm -qlp "$rpm" | grep -v '^/usr/lib/.build-id' | sort >"$work/rpm-files"
 diff -u "$work/rpm-expected" "$work/rpm-files" >&2 || fail "rpm -qlp differs from what is expected (- expected, + shipped)"
@@ -199,6 +210,14 @@ pid_before=$(cexec systemctl show -P MainPID fortune.service)
 packaging/build --release 2 --output "$work/release2" >"$work/build2.log" 2>&1 ||
     { cat "$work/build2.log" >&2; fail "packaging/build --release 2 failed"; }
 deb2=$(ls "$work"/release2/fortune-server_*-2_*.deb)
+rpm2=$(ls "$work"/release2/fortune-server-[0-9]*-2.*.rpm | grep -v '\.src\.rpm$')
+# Revision 2 says so on top of both changelogs (rpmlint: incoherent-version-in-changelog otherwise).
+dpkg-deb --fsys-tarfile "$deb2" | tar -xO ./usr/share/doc/fortune-server/changelog.Debian.gz | gzip -dc |
+    head -n 1 | grep -q "($(dpkg-deb -f "$deb2" Version))" || fail "${deb2##*/}: the changelog's top entry is not its version"
+rpm -qp --changelog "$rpm2" | head -n 1 | grep -q -- "- $(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$rpm2")\$" ||
+    fail "${rpm2##*/}: the %changelog's top entry is not its version"
+rpmlint_clean "$rpm2"
+cput "$rpm2" "/tmp/pkgs/${rpm2##*/}"
 cput "$deb2" "/tmp/pkgs/${deb2##*/}"
 cexec apt-get install -y -q "/tmp/pkgs/${deb2##*/}" >"$work/apt.log" 2>&1 ||
     { cat "$work/apt.log" >&2; fail "the upgrade failed"; }
@@ -250,13 +269,31 @@ left=$(cexec sh -c 'while read -r f; do [ "$f" = /. ] || [ ! -e "$f" ] || [ -d "
 [ -z "$left" ] || fail "left after apt purge: $left"
 
 # --- .rpm: install, serve, erase --------------------------------------------
-say "rpm -i --nodeps ${rpm##*/}"
+# Fedora's presets enable no network service: the package must enable nothing.
+printf 'disable *\n' >"$work/fedora.preset"
+cput "$work/fedora.preset" /etc/systemd/system-preset/99-default-disable.preset
+say "rpm -i --nodeps ${rpm##*/} (under Fedora's presets)"
 # --force-debian: only silences Debian's rpm advice to use alien instead.
 cexec rpm -i --nodeps --force-debian "/tmp/pkgs/${rpm##*/}" >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm -i failed"; }
 [ -s "$work/rpm.log" ] && { cat "$work/rpm.log" >&2; fail "rpm -i printed messages (a scriptlet failed?)"; }
-[ "$(cexec systemctl is-enabled fortune.socket)" = enabled ] || fail "the preset did not enable fortune.socket"
-cexec systemctl start fortune.socket || { show_state; fail "systemctl start fortune.socket failed"; }
-expect_listening "after rpm -i"
+for unit in fortune.socket fortune-qotd.socket; do
+    [ "$(cexec systemctl is-enabled "$unit")" = disabled ] || fail "rpm -i enabled $unit: presets are the distribution's"
+done
+expect_nothing_listens "after rpm -i (nothing enabled)"
+cexec systemctl enable --now fortune.socket || { show_state; fail "systemctl enable --now fortune.socket failed"; }
+expect_listening "after systemctl enable --now"
+qt_read 2 >/dev/null
+say "rpm -U ${rpm2##*/}: restarts fortune.service, not the socket"
+socket_since=$(cexec systemctl show -P ActiveEnterTimestampMonotonic fortune.socket)
+pid_before=$(cexec systemctl show -P MainPID fortune.service)
+cexec rpm -U --nodeps --force-debian "/tmp/pkgs/${rpm2##*/}" >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm -U failed"; }
+[ -s "$work/rpm.log" ] && { cat "$work/rpm.log" >&2; fail "rpm -U printed messages (a scriptlet failed?)"; }
+[ "$(cexec systemctl show -P ActiveEnterTimestampMonotonic fortune.socket)" = "$socket_since" ] ||
+    fail "the upgrade restarted fortune.socket (connections queued on it are dropped)"
+pid_after=$(cexec systemctl show -P MainPID fortune.service)
+if [ "$pid_after" != 0 ] && [ "$pid_after" = "$pid_before" ]; then
+    fail "the upgrade did not restart fortune.service (MainPID $pid_before still)"
+fi
 qt_read 2 >/dev/null
 say "rpm -e"
 cexec rpm -ql fortune-server >"$work/rpm-installed"
@@ -269,4 +306,4 @@ left=$(cexec sh -c 'while read -r f; do [ ! -e "$f" ] || echo "$f"; done
     <"$work/rpm-installed") || true
 [ -z "$left" ] || fail "left after rpm -e: $left"
 
-say "PASS: lintian and rpmlint clean; .deb installed, served built-in and fortunes-min, upgraded, served built-in again, removed, purged; .rpm installed, served, erased"
+say "PASS: lintian and rpmlint clean; .deb installed, served built-in and fortunes-min, upgraded, served built-in again, removed, purged; .rpm installed (nothing enabled), enabled, served, upgraded (the service restarted, not the socket), erased"

@@ -9,7 +9,9 @@
 #   container_journal_if STATUS  # the container's last 60 journal lines if STATUS is not 0
 #
 # CONTAINER_EXTRA_PACKAGES (comma-separated) adds packages to debootstrap's
-# --include; CONTAINER_MIRROR overrides the Debian mirror. The container shares
+# --include; CONTAINER_MIRROR overrides the Debian mirror. CONTAINER_SUITE
+# (bookworm) and CONTAINER_BASE_PACKAGES (systemd,systemd-sysv,dbus: what
+# booting needs; empty for a build chroot) make other rootfs the same way. The container shares
 # the host's network namespace: a unit on 127.0.0.1:PORT inside is reachable
 # from the host; with CONTAINER_PRIVATE_NETWORK=1 it has a network namespace of
 # its own (loopback only: units may listen on any port and address; reach them
@@ -30,11 +32,12 @@ _container_log=
 
 _container_say() { printf '[container] %s\n' "$*" >&2; }
 
-# Prints the path of a bookworm rootfs with systemd, dbus and the extra packages.
+# Prints the path of a rootfs of CONTAINER_SUITE with the base and extra packages.
 # Locally it is cached per package list (built once, under a lock, then reused);
 # with CI=true it is built fresh for this run and removed at exit.
 container_rootfs() {
-    local include="systemd,systemd-sysv,dbus${CONTAINER_EXTRA_PACKAGES:+,$CONTAINER_EXTRA_PACKAGES}"
+    local base=${CONTAINER_BASE_PACKAGES-systemd,systemd-sysv,dbus}
+    local include="$base${base:+${CONTAINER_EXTRA_PACKAGES:+,}}${CONTAINER_EXTRA_PACKAGES:-}"
     local tool
     for tool in debootstrap systemd-nspawn nsenter; do
         command -v "$tool" >/dev/null || {
@@ -50,7 +53,7 @@ container_rootfs() {
     fi
     local key root
     key=$(printf '%s' "$include" | sha256sum | cut -c1-12)
-    root="$CONTAINER_CACHE/bookworm-$key"
+    root="$CONTAINER_CACHE/${CONTAINER_SUITE:-bookworm}-$key"
     mkdir -p "$CONTAINER_CACHE"
     (
         # Two test scripts may ask at once: one builds, the other waits.
@@ -67,8 +70,9 @@ container_rootfs() {
 _container_debootstrap() {
     local include=$1 root=$2 log
     log=$(mktemp) || return 1
-    _container_say "debootstrap bookworm ($include) into $root"
-    if ! timeout 900 debootstrap --variant=minbase --include="$include" bookworm "$root" "$CONTAINER_MIRROR" \
+    _container_say "debootstrap ${CONTAINER_SUITE:-bookworm} ($include) into $root"
+    if ! timeout 900 debootstrap --variant=minbase ${include:+--include="$include"} "${CONTAINER_SUITE:-bookworm}" \
+        "$root" "$CONTAINER_MIRROR" \
         >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         rm -f "$log"
