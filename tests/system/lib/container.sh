@@ -34,7 +34,10 @@ _container_say() { printf '[container] %s\n' "$*" >&2; }
 
 # Prints the path of a rootfs of CONTAINER_SUITE with the base and extra packages.
 # Locally it is cached per package list (built once, under a lock, then reused);
-# with CI=true it is built fresh for this run and removed at exit.
+# with CI=true it is built fresh for this script and removed at exit, unless
+# tests/run made CONTAINER_RUN_CACHE: then it is built fresh once for the whole
+# run there (the scripts asking for the same packages share it), and tests/run
+# removes it.
 container_rootfs() {
     local base=${CONTAINER_BASE_PACKAGES-systemd,systemd-sysv,dbus}
     local include="$base${base:+${CONTAINER_EXTRA_PACKAGES:+,}}${CONTAINER_EXTRA_PACKAGES:-}"
@@ -45,25 +48,25 @@ container_rootfs() {
             return 1
         }
     done
-    if [ "${CI:-}" = true ]; then
+    if [ "${CI:-}" = true ] && [ -z "${CONTAINER_RUN_CACHE:-}" ]; then
         rm -rf "$_container_fresh"
         _container_debootstrap "$include" "$_container_fresh" || return 1
         printf '%s\n' "$_container_fresh"
         return 0
     fi
-    local key root
+    local key root cache=${CONTAINER_RUN_CACHE:-$CONTAINER_CACHE}
     key=$(printf '%s' "$include" | sha256sum | cut -c1-12)
-    root="$CONTAINER_CACHE/${CONTAINER_SUITE:-bookworm}-$key"
-    mkdir -p "$CONTAINER_CACHE"
+    root="$cache/${CONTAINER_SUITE:-bookworm}-$key"
+    mkdir -p "$cache"
     (
         # Two test scripts may ask at once: one builds, the other waits.
-        flock -w 600 9 || { _container_say "timed out waiting for $CONTAINER_CACHE/lock"; exit 1; }
+        flock -w 600 9 || { _container_say "timed out waiting for $cache/lock"; exit 1; }
         [ -e "$root/.complete" ] && exit 0
         rm -rf "$root.partial"
         _container_debootstrap "$include" "$root.partial" || exit 1
         touch "$root.partial/.complete"
         rm -rf "$root" && mv "$root.partial" "$root"
-    ) 9>"$CONTAINER_CACHE/lock" || return 1
+    ) 9>"$cache/lock" || return 1
     printf '%s\n' "$root"
 }
 
