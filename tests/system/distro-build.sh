@@ -33,8 +33,10 @@ start=$SECONDS
 lap() { say "$1: $((SECONDS - lap_start)) s"; lap_start=$SECONDS; }
 lap_start=$SECONDS
 
-# Debian 13 with its cargo and rustc, made in the background meanwhile.
-(CONTAINER_SUITE=trixie CONTAINER_BASE_PACKAGES='' CONTAINER_EXTRA_PACKAGES=cargo,rustc container_rootfs \
+# Debian 13 with its cargo and rustc, made in the background meanwhile
+# (libc6-dev named: rustc depends on the virtual libc-dev, which debootstrap
+# does not resolve).
+(CONTAINER_SUITE=trixie CONTAINER_BASE_PACKAGES='' CONTAINER_EXTRA_PACKAGES=cargo,rustc,libc6-dev container_rootfs \
     >"$work/trixie-root" 2>"$work/trixie.log") &
 chroot_pid=$!
 
