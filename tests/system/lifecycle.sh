@@ -50,8 +50,9 @@ trap on_exit EXIT
 for f in "$work"/r1/* "$work"/r2/*; do cput "$f" "/root/${f##*/}"; done
 deb1=$(cd "$work/r1" && ls fortune-server_*.deb)
 deb2=$(cd "$work/r2" && ls fortune-server_*.deb)
-rpm1=$(cd "$work/r1" && ls fortune-server-*.rpm)
-rpm2=$(cd "$work/r2" && ls fortune-server-*.rpm)
+# The binary rpm: not the .src.rpm, nor -debuginfo.
+rpm1=$(cd "$work/r1" && ls fortune-server-[0-9]*.rpm | grep -v '\.src\.rpm$')
+rpm2=$(cd "$work/r2" && ls fortune-server-[0-9]*.rpm | grep -v '\.src\.rpm$')
 
 show() { cexec systemctl show -P "$2" "$1"; }
 innet() { nsenter -t "$CONTAINER_PID" -n "$@"; }
