@@ -9,12 +9,13 @@
 //! source is, [`sources`] caps what one source holds, [`datagram`] answers UDP,
 //! [`ratelimit`] bounds the UDP replies a source gets, [`proxy`] parses the
 //! PROXY header a load balancer sends, [`proxied`] reads it from those
-//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds
-//! client-caused log lines, [`stats`] holds the counters, [`service`] runs
-//! the process's life, [`notify`] talks to systemd, [`logging`] chooses
-//! where logs go, [`limits`] raises resource limits, [`error`] says how the
-//! process ends (exit statuses, [`Error`]); [`client`] is
-//! `fortune-client` and its benchmark.
+//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds client-caused log lines,
+//! [`stats`] holds the counters, [`service`] runs the process's life,
+//! [`notify`] talks to systemd, [`logging`] chooses where logs go, [`limits`]
+//! raises resource limits, [`error`] says how the process ends (exit
+//! statuses, [`Error`]); [`handover`] holds a socket unit's addresses while
+//! systemd restarts it ([`migrate`] moves the connections waiting there);
+//! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
@@ -26,10 +27,12 @@ pub mod datagram;
 pub mod error;
 pub mod fold;
 pub mod fortunes;
+pub mod handover;
 pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
+pub mod migrate;
 pub mod notify;
 pub mod prefix;
 pub mod proxied;
