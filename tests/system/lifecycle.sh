@@ -191,6 +191,13 @@ echo "journal: $err"
 event "Accept=yes off (service not running)" 0 sh -c "$accept_no"
 [ "$(show fortune.socket Accept)" = no ] || fail "Accept=yes still on"
 [ "$(show fortune.service ActiveState)" = active ] || fail "fortune.service does not serve after Accept=no"
+# The socket restarts above (both sockets once, fortune.socket twice) were
+# each bridged by a hand-over that saw the new socket, and none warned.
+handed=$(cexec journalctl -q --no-pager -o cat -u fortune-hand-over.service -u fortune-qotd-hand-over.service)
+echo "$handed"
+[ "$(grep -c 'handed over after' <<<"$handed")" -ge 3 ] || fail "fewer than 3 hand-overs in the journal"
+warned=$(cexec journalctl -q --no-pager -o cat -p warning -u fortune-hand-over.service -u fortune-qotd-hand-over.service)
+[ -z "$warned" ] || fail "a hand-over warned: $warned"
 
 event "systemctl kill -s KILL fortune.service" "$CLIENTS" systemctl kill -s KILL fortune.service
 
