@@ -146,6 +146,12 @@ pub struct Cli {
           ignore_case = true, value_parser = log_levels())]
     pub log_level: log::LevelFilter,
 
+    /// Hold the TCP addresses of socket unit UNIT while systemd restarts it, so none of its
+    /// connections is refused or reset (docs/admin.md, "Changing the socket"); then exit. Run
+    /// by the units' ExecStopPre= through systemd-run, as root; no variable sets it.
+    #[arg(long, value_name = "UNIT", exclusive = true)]
+    pub hand_over: Option<String>,
+
     /// Which options were given (command line or variable) rather than defaulted.
     #[arg(skip)]
     pub given: Given,

@@ -36,7 +36,8 @@ pub mod exit {
         (
             OK,
             "Stopped by SIGTERM or SIGINT, or by --idle-exit, after serving what was in flight; \
-             or, with Accept=yes or --inetd, the one connection is done, whatever the client did.",
+             or, with Accept=yes or --inetd, the one connection is done, whatever the client did; \
+             or --hand-over is done (it never fails a socket's stop: what goes wrong is a warning).",
         ),
         (
             FORTUNES,

@@ -9,12 +9,13 @@
 //! source is, [`sources`] caps what one source holds, [`datagram`] answers UDP,
 //! [`ratelimit`] bounds the UDP replies a source gets, [`proxy`] parses the
 //! PROXY header a load balancer sends, [`proxied`] reads it from those
-//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds
-//! client-caused log lines, [`stats`] holds the counters, [`service`] runs
-//! the process's life, [`notify`] talks to systemd, [`logging`] chooses
-//! where logs go, [`limits`] raises resource limits, [`error`] says how the
-//! process ends (exit statuses, [`Error`]); [`client`] is
-//! `fortune-client` and its benchmark.
+//! [`cidr`] (`--proxy-from`) trusts, [`fold`] folds client-caused log lines,
+//! [`stats`] holds the counters, [`service`] runs the process's life,
+//! [`notify`] talks to systemd, [`logging`] chooses where logs go, [`limits`]
+//! raises resource limits, [`error`] says how the process ends (exit
+//! statuses, [`Error`]); [`handover`] holds a socket unit's addresses while
+//! systemd restarts it ([`migrate`] moves the connections waiting there);
+//! [`client`] is `fortune-client` and its benchmark.
 #![deny(unsafe_code)]
 
 pub mod activation;
@@ -26,10 +27,12 @@ pub mod datagram;
 pub mod error;
 pub mod fold;
 pub mod fortunes;
+pub mod handover;
 pub mod health;
 pub mod limits;
 pub mod linger;
 pub mod logging;
+pub mod migrate;
 pub mod notify;
 pub mod prefix;
 pub mod proxied;
@@ -43,6 +46,8 @@ pub mod sources;
 pub mod stats;
 pub mod wire;
 mod worker;
+
+use std::os::fd::AsFd;
 
 use activation::{Activation, Inherited};
 use fortunes::{Live, Opening, Store};
@@ -121,8 +126,11 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
 }
 
 /// Before exiting with a status that needs the admin: the refusal hold
-/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+/// ([`Activation::refuse_pending`]), which SIGTERM or SIGINT cuts short. The
+/// hold only watches for them, leaving them pending, so that it can put the
+/// sockets' flags back first; unblocked afterwards, they end the process.
 pub fn refuse_pending(activation: &Activation) {
+    let stop = signals::stop_watch().ok();
+    activation.refuse_pending(stop.as_ref().map(|fd| fd.as_fd()));
     signals::unblock_stop();
-    activation.refuse_pending();
 }

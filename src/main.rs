@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         }
     };
     logging::set_level(cli.log_level);
+    if let Some(unit) = &cli.hand_over {
+        fortune_server::handover::run(unit);
+        return ExitCode::from(exit::OK);
+    }
     if let Err(e) = blocked {
         log::warn!("cannot block signals until the service is ready for them: {e}");
     }

@@ -107,7 +107,10 @@ container_boot() {
     [ -d "$root" ] || { _container_say "no rootfs at $root"; return 1; }
     _container_log=$(mktemp /tmp/fortune-container-console.XXXXXX) || return 1
     _container_install_trap
+    # bpf() and CAP_BPF as a host's root has them (nspawn withholds both):
+    # fortune-server --hand-over loads an eBPF program (src/migrate.rs).
     systemd-nspawn --register=no --keep-unit --quiet --volatile=overlay -D "$root" --boot \
+        --system-call-filter=bpf --capability=CAP_BPF \
         ${CONTAINER_PRIVATE_NETWORK:+--private-network} \
         </dev/null >"$_container_log" 2>&1 &
     NSPAWN_PID=$!

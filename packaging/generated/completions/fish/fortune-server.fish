@@ -19,6 +19,7 @@ warn\t''
 info\t''
 debug\t''
 trace\t''"
+complete -c fortune-server -l hand-over -d 'Hold the TCP addresses of socket unit UNIT while systemd restarts it, so none of its connections is refused or reset (docs/admin.md, "Changing the socket"); then exit. Run by the units\' ExecStopPre= through systemd-run, as root; no variable sets it' -r
 complete -c fortune-server -l equal -d 'Each file (each member of a directory) equally likely, then an entry in it, whatever their sizes; percentages apply first (fortune\'s -e). Default: each entry equally likely'
 complete -c fortune-server -l short -d 'Serve only short fortunes, of at most --short-max bytes (fortune\'s -s)'
 complete -c fortune-server -l long -d 'Serve only long fortunes, of more than --short-max bytes (fortune\'s -l)'
