@@ -1,7 +1,7 @@
 //! Reading a file's `NAME.dat` index from disk: at most [`MAX_INDEX`]
 //! bytes, parsed by [`strfile`], checked against the data file's length and
 //! cut into the entries' spans, whose table is taken from the collection's
-//! [`Budget`]; why an index cannot be used ([`IndexProblem`]).
+//! [`Budget`]; why an index cannot be used (`IndexProblem`).
 
 use std::fs::File;
 use std::io::ErrorKind;

@@ -37,7 +37,7 @@ pub struct Opened {
 }
 
 /// Opens one file, with its index when there is a usable one, else reads
-/// it whole (at most [`whole_file_cap`]); both where `within` allows. The
+/// it whole (at most [`whole_file_cap`](crate::fortunes::limits::whole_file_cap)); both where `within` allows. The
 /// index table or the text kept is taken from `budget`, and so is the data
 /// file's descriptor while any is left (else it is opened on each pick).
 /// Entries longer than `max_entry` bytes are left out, with one warning. An

@@ -1,7 +1,7 @@
 //! Reading a file without a usable index whole: at most [`whole_file_cap`]
 //! bytes, the text and then the entries kept taken from the collection's
 //! [`Budget`], entries longer than `--max-entry` left out (one warning per
-//! file, [`warn_long`], said for indexed files too).
+//! file, `warn_long`, said for indexed files too).
 
 use std::fs::File;
 use std::io::Read;
