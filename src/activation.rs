@@ -333,8 +333,9 @@ impl Activation {
     /// datagrams arriving on inherited UDP ones. Left queued, they would make
     /// systemd start the service again at once, to fail the same way until
     /// the start limit fails the sockets too. Sockets bound here (`--listen`)
-    /// die with the process: nothing to do for them.
-    pub fn refuse_pending(&self) {
+    /// die with the process: nothing to do for them. Ends early, the sockets
+    /// as they were, once `stop` (if any) is readable.
+    pub fn refuse_pending(&self, stop: Option<BorrowedFd<'_>>) {
         let Activation::Listening {
             listeners,
             datagrams,
@@ -370,14 +371,18 @@ impl Activation {
             if left.is_zero() {
                 return;
             }
-            let mut fds: Vec<PollFd<'_>> = listeners
-                .iter()
-                .map(|socket| socket.0.as_fd())
+            let mut fds: Vec<PollFd<'_>> = stop
+                .into_iter()
+                .chain(listeners.iter().map(|socket| socket.0.as_fd()))
                 .chain(datagrams.iter().map(|socket| socket.0.as_fd()))
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
             let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
             if poll(&mut fds, wait).is_err_and(|e| e != Errno::EINTR) {
+                return;
+            }
+            let stopped = stop.is_some() && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+            if stopped {
                 return;
             }
         }

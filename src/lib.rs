@@ -47,6 +47,8 @@ pub mod stats;
 pub mod wire;
 mod worker;
 
+use std::os::fd::AsFd;
+
 use activation::{Activation, Inherited};
 use fortunes::{Live, Opening, Store};
 
@@ -124,8 +126,11 @@ pub fn run(cli: cli::Cli, inherited: Inherited) -> Result<(), error::Error> {
 }
 
 /// Before exiting with a status that needs the admin: the refusal hold
-/// ([`Activation::refuse_pending`]), which SIGTERM may cut short.
+/// ([`Activation::refuse_pending`]), which SIGTERM or SIGINT cuts short. The
+/// hold only watches for them, leaving them pending, so that it can put the
+/// sockets' flags back first; unblocked afterwards, they end the process.
 pub fn refuse_pending(activation: &Activation) {
+    let stop = signals::stop_watch().ok();
+    activation.refuse_pending(stop.as_ref().map(|fd| fd.as_fd()));
     signals::unblock_stop();
-    activation.refuse_pending();
 }

@@ -43,6 +43,12 @@ pub fn unblock_stop() {
     let _ = set(&STOP).thread_unblock();
 }
 
+/// A descriptor readable while SIGTERM or SIGINT is pending. Polled, never
+/// read: the signal stays pending for [`unblock_stop`] to deliver.
+pub fn stop_watch() -> nix::Result<SignalFd> {
+    SignalFd::with_flags(&set(&STOP), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+}
+
 /// What a signal asks of the service.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Asked {

@@ -115,6 +115,32 @@ fn a_good_start_after_a_failed_one_finds_its_sockets_as_they_were_and_idles() {
     idles_then_serves(server, ports, "a good start after a failed one");
 }
 
+/// A SIGTERM during the refusal hold (systemctl stop while it refuses) ends
+/// the process as before, by the signal, but after the hold put the
+/// sockets' flags back (it left them non-blocking for the next start).
+#[test]
+fn a_stop_during_the_refusal_hold_leaves_the_sockets_as_they_were() {
+    let Some(cmd) = activator(&format!(
+        "{TCP_AND_UDP}pid = os.fork()\n\
+         if pid == 0:\n\
+         \x20   os.environ.update(env, LISTEN_PID=str(os.getpid()), FORTUNE_FORTUNES='/nonexistent')\n\
+         \x20   os.set_inheritable(3, True); os.set_inheritable(4, True)\n\
+         \x20   os.execv(sys.argv[1], sys.argv[1:])\n\
+         time.sleep(1)\n\
+         os.kill(pid, signal.SIGTERM)\n\
+         status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n\
+         print(f'stopped in the hold: status {{status}}, non-blocking {{(nonblocking(3), nonblocking(4))}}', \
+         file=sys.stderr, flush=True)"
+    )) else {
+        return;
+    };
+    let server = cmd.spawn();
+    server.wait_for_log("stopped in the hold: ");
+    if server.log_count("stopped in the hold: status -15, non-blocking (False, False)") != 1 {
+        server.fail("SIGTERM in the hold should end it by the signal, the sockets blocking as it found them");
+    }
+}
+
 /// `NonBlocking=yes` in a socket unit: the UDP thread must not spin.
 #[test]
 fn sockets_passed_non_blocking_idle() {
