@@ -21,18 +21,17 @@ pub(super) fn read(
     rotated: bool,
     budget: &Budget,
 ) -> Result<Vec<String>, LoadError> {
-    let fail = |path: &Path, problem| LoadError {
+    let fail = |problem| LoadError {
         path: path.to_path_buf(),
         problem,
     };
     let cap = whole_file_cap(max_entry);
-    let too_large = |len| fail(path, Problem::TooLarge { len, cap });
     if data_len > cap {
-        return Err(too_large(data_len));
+        return Err(fail(Problem::TooLarge { len: data_len, cap }));
     }
     // The text read is taken from the budget first, then what the entries keep.
     if !budget.take(data_len) {
-        return Err(fail(path, Problem::OverBudget));
+        return Err(fail(Problem::OverBudget));
     }
     let entries = read_whole(data, path, cap, max_entry, rotated, budget);
     budget.give(data_len);
@@ -40,7 +39,7 @@ pub(super) fn read(
     let kept = entries.iter().map(|e| e.capacity() as u64).sum::<u64>()
         + (entries.capacity() * std::mem::size_of::<String>()) as u64;
     if !budget.take(kept) {
-        return Err(fail(path, Problem::OverBudget));
+        return Err(fail(Problem::OverBudget));
     }
     Ok(entries)
 }
