@@ -33,9 +33,9 @@ pub(super) fn read(
     if !budget.take(data_len) {
         return Err(fail(Problem::OverBudget));
     }
-    let entries = read_whole(data, path, cap, max_entry, rotated, budget);
+    let entries = read_text(data, cap).and_then(|entries| served(entries, path, max_entry, rotated, budget));
     budget.give(data_len);
-    let entries = entries?;
+    let entries = entries.map_err(fail)?;
     let kept = entries.iter().map(|e| e.capacity() as u64).sum::<u64>()
         + (entries.capacity() * std::mem::size_of::<String>()) as u64;
     if !budget.take(kept) {
@@ -44,38 +44,37 @@ pub(super) fn read(
     Ok(entries)
 }
 
-/// The entries of a file without a usable index, read whole (at most `cap`
-/// bytes), those longer than `max_entry` left out.
-fn read_whole(
-    data: &mut File,
-    path: &Path,
-    cap: u64,
-    max_entry: usize,
-    rotated: bool,
-    budget: &Budget,
-) -> Result<Vec<String>, LoadError> {
-    let fail = |problem| LoadError {
-        path: path.to_path_buf(),
-        problem,
-    };
+/// The text of a file without a usable index (at most `cap` bytes), cut
+/// into entries.
+fn read_text(data: &mut File, cap: u64) -> Result<Vec<String>, Problem> {
     let mut bytes = Vec::new();
     // The cap again: the file may have grown since fstat.
     data.take(cap + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| fail(Problem::Unreadable(e)))?;
+        .map_err(Problem::Unreadable)?;
     if bytes.len() as u64 > cap {
-        return Err(fail(Problem::TooLarge {
+        return Err(Problem::TooLarge {
             len: bytes.len() as u64,
             cap,
-        }));
+        });
     }
-    let mut entries = text::parse(&bytes).map_err(|e| fail(Problem::Text(e)))?;
-    drop(bytes);
+    text::parse(&bytes).map_err(Problem::Text)
+}
+
+/// The entries of `path` served: those longer than `max_entry` left out
+/// (one warning), rot13 undone when `rotated`.
+fn served(
+    mut entries: Vec<String>,
+    path: &Path,
+    max_entry: usize,
+    rotated: bool,
+    budget: &Budget,
+) -> Result<Vec<String>, Problem> {
     let before = entries.len();
     entries.retain(|e| e.len() <= max_entry);
     warn_long(budget, path, before - entries.len(), max_entry);
     if entries.is_empty() {
-        return Err(fail(Problem::OnlyLong(max_entry)));
+        return Err(Problem::OnlyLong(max_entry));
     }
     if rotated {
         entries = entries.iter().map(|e| text::rot13(e)).collect();
