@@ -1,10 +1,12 @@
-//! What the unit tests of `fortunes` share: the strfile fixture and
-//! scratch directories that remove themselves (the integration tests' own
-//! helper, included by path: one copy).
+//! What the unit tests of `fortunes` share: the strfile fixture, scratch
+//! directories that remove themselves (the integration tests' own helper,
+//! included by path: one copy) and a store's entries.
 
 #[path = "../../tests/util/scratch.rs"]
 mod scratch;
 pub use scratch::Scratch;
+
+use super::store::Store;
 
 /// The fortune file [`DAT`] indexes.
 pub const TEXT: &[u8] = b"a\n%\nbc\n%\n";
@@ -27,4 +29,11 @@ pub fn dat(flags: u8) -> Vec<u8> {
     let mut dat = DAT.to_vec();
     dat[19] = flags;
     dat
+}
+
+/// Every entry of `store`, in order.
+pub fn entries(store: &Store) -> Vec<String> {
+    (0..store.len())
+        .map(|n| store.entry(n).unwrap().into_owned())
+        .collect()
 }
