@@ -8,10 +8,10 @@
 //! sends it when it next goes round its own loop), the connection waits in
 //! a [`Waiting`] set owned by one worker: read again when the worker comes
 //! around (at most every [`LOOK_EVERY`]), then after [`WATCH_AFTER`]
-//! registered in its epoll set
-//! beside the listeners, so a slow balancer connection never holds up the
-//! worker's other clients, for at most `--timeout`. A missing or malformed
-//! header closes the connection, with a folded log line.
+//! registered in its epoll set beside the listeners, so a slow balancer
+//! connection never holds up the worker's other clients, for at most
+//! `--timeout`. A missing or malformed header closes the connection, with a
+//! folded log line.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -131,9 +131,8 @@ pub const WATCH_AFTER: Duration = Duration::from_millis(2);
 /// How long after one look at the connections not in epoll the next may be:
 /// a header not there at `accept` comes when the balancer next goes round
 /// its own loop, under load 0.5 to 5 ms later (bench/RESULTS.md), so
-/// reading each time the worker comes around mostly found nothing (an
-/// `EAGAIN` `recv` per connection on average, a third of what the header
-/// costs).
+/// reading each time the worker comes around mostly found nothing: about
+/// one `EAGAIN` `recv` per connection beyond the one at `accept`.
 const LOOK_EVERY: Duration = Duration::from_micros(500);
 
 /// A connection whose header is complete, to be served.
