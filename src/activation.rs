@@ -258,7 +258,7 @@ pub struct Failed {
 /// Asks each inherited socket what it is, or binds `listen` when nothing
 /// was inherited (unless systemd started us and `listen` was not `given`:
 /// the unit's sandbox has no network, so the socket unit is what is
-/// missing, see [`systemd_unit`]).
+/// missing, see `systemd_unit`).
 pub fn activate(inherited: Inherited, listen: &[SocketAddr], given: bool) -> Result<Activation, Failed> {
     let Inherited { fds, mut problem } = inherited;
     if fds.is_empty() && problem.is_none() {

@@ -115,7 +115,7 @@ impl Threads {
     }
 
     /// Starts again each thread that ended (a panic, a socket error). Err
-    /// (why) once one died young [`START_ATTEMPTS`] times in a row: the
+    /// (why) once one died young `START_ATTEMPTS` times in a row: the
     /// service must exit so that systemd restarts it.
     pub fn keep_serving(&mut self) -> Result<(), String> {
         if self.shared.stop.load(Ordering::Relaxed) {
@@ -155,7 +155,7 @@ impl Threads {
             .collect()
     }
 
-    /// Tells every thread to stop (within [`POLL`]).
+    /// Tells every thread to stop (within `POLL`).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
     }

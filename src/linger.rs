@@ -159,7 +159,7 @@ impl<T> Linger<T> {
 
     /// Closes the connections whose time is up, then those unwatched whose
     /// peer has closed; registers in `epoll` those unwatched for
-    /// [`WATCH_AFTER`], [`TEND_BATCH`] at most. Returns when to come again:
+    /// [`WATCH_AFTER`], `TEND_BATCH` at most. Returns when to come again:
     /// the next deadline or promotion, or now if the batch ran out.
     pub fn tend(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
         while let Some(p) = self.get(self.oldest) {

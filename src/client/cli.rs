@@ -44,6 +44,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Server as HOST[:PORT] (IPv6 with a port: [::1]:7017).
+    // The text is clap's --help, not rustdoc's: its brackets are no links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1:7017", value_parser = check_target)]
     pub target: String,
 

@@ -1,5 +1,5 @@
 //! The client side, for `fortune-client`: the one-shot command (print
-//! fortunes) and [`bench`], both through [`exchange`] (one connection, the
+//! fortunes) and [`bench`](mod@bench), both through [`exchange`] (one connection, the
 //! way Qt's Fortune Client makes it, and every way it can fail).
 
 pub mod bench;

@@ -57,7 +57,7 @@ impl Stamp {
         }
     }
 
-    /// Not changed within [`SETTLED`] of `now`, so a record of it cannot
+    /// Not changed within `SETTLED` of `now`, so a record of it cannot
     /// miss a change that kept the same time.
     pub fn settled(&self, now: SystemTime) -> bool {
         let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {

@@ -69,7 +69,7 @@ impl Store {
         )
     }
 
-    /// Every entry equally likely until [`Store::share`] and [`Store::settle`].
+    /// Every entry equally likely until `Store::share` and `Store::settle`.
     pub fn new(
         members: Vec<Member>,
         origin: String,
