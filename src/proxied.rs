@@ -2,14 +2,16 @@
 //! end of their PROXY header ([`crate::proxy`]) before they are served as
 //! the client the header names.
 //!
-//! A balancer sends the header at once, so it has almost always arrived by
-//! the time the connection is accepted: one `recv` reads it and the
-//! connection is served on the spot. If not, the connection waits in a
-//! [`Waiting`] set owned by one worker: read again each time the worker
-//! comes around, then after [`WATCH_AFTER`] registered in its epoll set
-//! beside the listeners, so a slow balancer connection never holds up the
-//! worker's other clients, for at most `--timeout`. A missing or malformed
-//! header closes the connection, with a folded log line.
+//! A balancer sends the header right after the handshake, so it has mostly
+//! arrived by the time the connection is accepted: one `recv` reads it and
+//! the connection is served on the spot. If not (a balancer under load
+//! sends it when it next goes round its own loop), the connection waits in
+//! a [`Waiting`] set owned by one worker: read again when the worker comes
+//! around (at most every [`LOOK_EVERY`]), then after [`WATCH_AFTER`]
+//! registered in its epoll set beside the listeners, so a slow balancer
+//! connection never holds up the worker's other clients, for at most
+//! `--timeout`. A missing or malformed header closes the connection, with a
+//! folded log line.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -119,10 +121,19 @@ pub fn read_blocking(stream: &mut Stream, timeout: Duration) -> Result<Option<So
 }
 
 /// How long a connection whose header has not arrived is left unwatched,
-/// read again each time the worker comes around, before it is registered
-/// in epoll: the header follows the handshake within a moment, and a
-/// registration costs two `epoll_ctl` and a wake-up of its own.
+/// read again when the worker comes around, before it is registered in
+/// epoll: a registration costs two `epoll_ctl` and a wake-up of its own,
+/// and a wake-up costs more than anything else a connection takes
+/// (registering at once measured about 1.1x the server CPU per connection of
+/// this; bench/RESULTS.md).
 pub const WATCH_AFTER: Duration = Duration::from_millis(2);
+
+/// How long after one look at the connections not in epoll the next may be:
+/// a header not there at `accept` comes when the balancer next goes round
+/// its own loop, under load 0.5 to 5 ms later (bench/RESULTS.md), so
+/// reading each time the worker comes around mostly found nothing: about
+/// one `EAGAIN` `recv` per connection beyond the one at `accept`.
+const LOOK_EVERY: Duration = Duration::from_micros(500);
 
 /// A connection whose header is complete, to be served.
 pub struct Arrived<T> {
@@ -146,6 +157,8 @@ pub struct Waiting<T> {
     serial: u64,
     timeout: Duration,
     stats: Arc<Stats>,
+    /// When those not in epoll were last read again.
+    looked: Option<Instant>,
 }
 
 struct Entry<T> {
@@ -166,6 +179,7 @@ impl<T> Waiting<T> {
             serial: 0,
             timeout,
             stats,
+            looked: None,
         }
     }
 
@@ -213,8 +227,9 @@ impl<T> Waiting<T> {
         None
     }
 
-    /// Closes those whose time is up; reads those not in epoll again and
-    /// hands those now complete to `serve`; registers in `epoll` those
+    /// Closes those whose time is up; reads those not in epoll again (if
+    /// [`LOOK_EVERY`] has passed since the last time, or one is due for
+    /// epoll) and hands those now complete to `serve`; registers in `epoll` those
     /// unwatched for [`WATCH_AFTER`]. Returns when to come again.
     pub fn tend(
         &mut self,
@@ -231,6 +246,15 @@ impl<T> Waiting<T> {
             }
             self.queue.pop_front();
         }
+        let promotion = |unwatched: &VecDeque<(Instant, usize, u64)>| {
+            unwatched.front().map(|&(since, ..)| since + WATCH_AFTER)
+        };
+        let due = promotion(&self.unwatched).is_some_and(|at| at <= now);
+        if !due && self.looked.is_some_and(|at| at + LOOK_EVERY > now) {
+            let expiry = self.queue.front().map(|&(deadline, ..)| deadline);
+            return expiry.into_iter().chain(promotion(&self.unwatched)).min();
+        }
+        self.looked = Some(now);
         for _ in 0..self.unwatched.len() {
             let Some((since, index, serial)) = self.unwatched.pop_front() else {
                 break;
@@ -256,8 +280,7 @@ impl<T> Waiting<T> {
             }
         }
         let expiry = self.queue.front().map(|&(deadline, ..)| deadline);
-        let promotion = self.unwatched.front().map(|&(since, ..)| since + WATCH_AFTER);
-        expiry.into_iter().chain(promotion).min()
+        expiry.into_iter().chain(promotion(&self.unwatched)).min()
     }
 
     fn is_live(&self, index: usize, serial: u64) -> bool {
@@ -365,14 +388,19 @@ mod tests {
         let nothing = |_: Arrived<char>| panic!("nothing arrives");
         let (ours, mut quick) = pair();
         quick.write_all(&LOCAL[..5]).unwrap();
+        let t0 = Instant::now();
         assert!(waiting.admit(ours, balancer, 'b').is_none());
-        let promotion = waiting
-            .tend(&epoll, Instant::now(), nothing)
-            .expect("a promotion");
+        let promotion = waiting.tend(&epoll, t0, nothing).expect("a promotion");
         assert!(promotion <= Instant::now() + WATCH_AFTER);
         quick.write_all(&LOCAL[5..]).unwrap();
+        // Not read again until LOOK_EVERY after that look.
         let mut served = Vec::new();
-        assert_eq!(waiting.tend(&epoll, Instant::now(), |a| served.push(a.tag)), None);
+        assert_eq!(waiting.tend(&epoll, t0, |a| served.push(a.tag)), Some(promotion));
+        assert!(served.is_empty());
+        assert_eq!(
+            waiting.tend(&epoll, t0 + LOOK_EVERY, |a| served.push(a.tag)),
+            None
+        );
         assert_eq!(served, ['b']);
         assert!(waiting.is_empty() && ready_keys(&epoll).is_empty());
 
