@@ -196,6 +196,7 @@ fn load(addr: SocketAddr, clients: usize, seconds: f64, idle: usize) -> Result<R
         duration: Duration::from_secs_f64(seconds),
         // Far above what this machine does in `seconds`: time is the bound that acts.
         connections: (200_000.0 * seconds) as u64,
+        rate: None,
         timeout: Duration::from_secs(5),
         idle,
         progress: false,

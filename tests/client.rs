@@ -178,6 +178,43 @@ fn bench_counts_connections_and_prints_json() {
     assert!(json.starts_with('{') && json.ends_with('}'), "{}", done.report());
 }
 
+/// `--rate`: connection k starts no earlier than k/rate after the start, so
+/// 20 connections at 40 a second take at least 19/40 s, however fast the
+/// server (a lower bound only: a slow machine takes longer, never shorter).
+#[test]
+fn bench_paces_connections_under_rate() {
+    let (_server, addr) = service("127.0.0.1", "qt");
+    let done = Cmd::client()
+        .args([
+            "bench",
+            &addr,
+            "-c",
+            "4",
+            "--connections",
+            "20",
+            "--rate",
+            "40",
+            "-d",
+            "60",
+            "--json",
+        ])
+        .run(LIMIT);
+    done.assert_code(exit::OK.into());
+    let json = done.stdout.trim();
+    assert!(json.contains("\"ok\":20,"), "{}", done.report());
+    let seconds: f64 = json
+        .split("\"seconds\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds in {json}"));
+    assert!(
+        seconds >= 19.0 / 40.0,
+        "20 connections in {seconds} s at --rate 40\n{}",
+        done.report()
+    );
+}
+
 #[test]
 fn bench_sorts_errors_by_kind() {
     let odd = fake_server(&[0, 0, 0, 3, 0, b'a', 0], 5, Duration::ZERO);

@@ -95,6 +95,12 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub connections: u64,
 
+    /// Start at most N connections a second across all clients, paced evenly (the clients
+    /// still bound what is in flight): to compare servers at the same load rather than each
+    /// at its own top speed. Default: as fast as the clients go.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+
     /// Idle connections to open first and hold (never read) while the clients run.
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=100_000))]

@@ -3,6 +3,7 @@
 //! closes, check it, close), all non-blocking in one epoll set; what it saw
 //! (`Tally`).
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +50,13 @@ pub(super) struct Driver<'a> {
     epoll: Epoll,
     slots: Vec<Option<Conn>>,
     active: usize,
+    /// When the run began: under `--rate`, connection k is due k/rate after it.
+    begin: Instant,
     /// No connection starts after this.
     end: Instant,
+    /// Slots whose next connection waits for its turn under `--rate`, in
+    /// the order they are due.
+    paced: VecDeque<(Instant, usize)>,
     started: &'a AtomicU64,
     failed: &'a AtomicU64,
     tally: Tally,
@@ -60,7 +66,7 @@ impl<'a> Driver<'a> {
     pub(super) fn new(
         o: &'a Options,
         clients: usize,
-        end: Instant,
+        begin: Instant,
         started: &'a AtomicU64,
         failed: &'a AtomicU64,
     ) -> Result<Driver<'a>, Error> {
@@ -74,7 +80,9 @@ impl<'a> Driver<'a> {
             epoll,
             slots: (0..clients).map(|_| None).collect(),
             active: 0,
-            end,
+            begin,
+            end: begin + o.duration,
+            paced: VecDeque::new(),
             started,
             failed,
             tally: Tally::default(),
@@ -89,8 +97,16 @@ impl<'a> Driver<'a> {
         }
         let mut events = vec![EpollEvent::empty(); self.slots.len().clamp(1, 1024)];
         let mut next_scan = Instant::now() + SCAN_EVERY;
-        while self.active > 0 {
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(SCAN_MS)) {
+        while self.active > 0 || !self.paced.is_empty() {
+            // Wake for the next paced start too (rounded up to the millisecond).
+            let wait = self.paced.front().map_or(SCAN_MS, |&(due, _)| {
+                let ms = due
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000);
+                u16::try_from(ms).unwrap_or(SCAN_MS).min(SCAN_MS)
+            });
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(wait)) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => 0,
                 Err(e) => {
@@ -104,6 +120,15 @@ impl<'a> Driver<'a> {
                 self.ready(event.data() as usize, event.events());
             }
             let now = Instant::now();
+            while let Some(&(due, i)) = self.paced.front() {
+                if due > now {
+                    break;
+                }
+                self.paced.pop_front();
+                if !self.start(i) {
+                    self.open(i);
+                }
+            }
             if now >= next_scan {
                 self.expire(now);
                 next_scan = now + SCAN_EVERY;
@@ -112,27 +137,50 @@ impl<'a> Driver<'a> {
         Ok(self.tally)
     }
 
-    /// Starts the next connection in slot `i`, if the bounds allow one; a
-    /// connection that fails at once is counted and the next one tried.
+    /// Starts the next connection in slot `i` (or queues it until its turn
+    /// under `--rate`), if the bounds allow one; a connection that fails at
+    /// once is counted and the next one tried.
     fn open(&mut self, i: usize) {
-        while self.started.fetch_add(1, Ordering::Relaxed) < self.o.connections {
-            let start = Instant::now();
-            if start >= self.end {
+        loop {
+            let k = self.started.fetch_add(1, Ordering::Relaxed);
+            if k >= self.o.connections {
                 return;
             }
-            match self.connect(i) {
-                Ok(socket) => {
-                    self.slots[i] = Some(Conn {
-                        socket,
-                        start,
-                        deadline: start + self.o.timeout,
-                        connected: false,
-                        answer: Vec::new(),
-                    });
-                    self.active += 1;
-                    return;
-                }
-                Err(e) => self.fail(Error::io(format!("cannot connect to {}", self.o.addr), &e)),
+            let now = Instant::now();
+            let due = self.o.rate.map_or(now, |rate| {
+                self.begin + Duration::from_secs_f64(k as f64 / f64::from(rate))
+            });
+            if due >= self.end || now >= self.end {
+                return;
+            }
+            if due > now {
+                self.paced.push_back((due, i));
+                return;
+            }
+            if self.start(i) {
+                return;
+            }
+        }
+    }
+
+    /// Connects slot `i` now; false if that failed at once (counted).
+    fn start(&mut self, i: usize) -> bool {
+        let start = Instant::now();
+        match self.connect(i) {
+            Ok(socket) => {
+                self.slots[i] = Some(Conn {
+                    socket,
+                    start,
+                    deadline: start + self.o.timeout,
+                    connected: false,
+                    answer: Vec::new(),
+                });
+                self.active += 1;
+                true
+            }
+            Err(e) => {
+                self.fail(Error::io(format!("cannot connect to {}", self.o.addr), &e));
+                false
             }
         }
     }

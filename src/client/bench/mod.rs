@@ -60,7 +60,6 @@ pub fn run(o: &Options) -> Result<Report, Error> {
     let failed = AtomicU64::new(0);
     let cpu_before = cpu_time();
     let begin = Instant::now();
-    let end = begin + o.duration;
     let (started, failed) = (&started, &failed);
     let (tallies, elapsed) = std::thread::scope(|scope| {
         let drivers: Vec<_> = (0..threads)
@@ -70,7 +69,7 @@ pub fn run(o: &Options) -> Result<Report, Error> {
                 std::thread::Builder::new()
                     .stack_size(DRIVER_STACK)
                     .spawn_scoped(scope, move || {
-                        Driver::new(o, clients, end, started, failed)?.run()
+                        Driver::new(o, clients, begin, started, failed)?.run()
                     })
             })
             .collect();
@@ -153,6 +152,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<u8, Error> {
         threads: args.threads.map_or_else(default_threads, |t| t as usize),
         duration: args.duration,
         connections: args.connections,
+        rate: args.rate,
         timeout: args.common.timeout,
         idle: args.idle as usize,
         progress: !args.quiet,

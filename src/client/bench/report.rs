@@ -19,6 +19,9 @@ pub struct Options {
     pub threads: usize,
     pub duration: Duration,
     pub connections: u64,
+    /// Connections started a second at most, paced evenly (None: as fast
+    /// as the clients go).
+    pub rate: Option<u32>,
     pub timeout: Duration,
     /// Connections opened first and held, unread, until the end.
     pub idle: usize,

@@ -41,6 +41,7 @@ complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s 
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s t -l threads -d 'Threads driving the clients, each many non-blocking connections (epoll) [default: 2, or 1 on a single CPU]' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s d -l duration -d 'Seconds to run at most' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l connections -d 'Connections to make at most, across all clients' -r
+complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l rate -d 'Start at most N connections a second across all clients, paced evenly (the clients still bound what is in flight): to compare servers at the same load rather than each at its own top speed. Default: as fast as the clients go' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l idle -d 'Idle connections to open first and hold (never read) while the clients run' -r
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -l json -d 'Print the result as one JSON object instead of a table'
 complete -c fortune-client -n "__fish_fortune_client_using_subcommand bench" -s q -l quiet -d 'No progress line on stderr'
