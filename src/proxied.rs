@@ -7,7 +7,7 @@
 //! the connection is served on the spot. If not (a balancer under load
 //! sends it when it next goes round its own loop), the connection waits in
 //! a [`Waiting`] set owned by one worker: read again when the worker comes
-//! around (at most every [`LOOK_EVERY`]), then after [`WATCH_AFTER`]
+//! around (at most every `LOOK_EVERY`), then after [`WATCH_AFTER`]
 //! registered in its epoll set beside the listeners, so a slow balancer
 //! connection never holds up the worker's other clients, for at most
 //! `--timeout`. A missing or malformed header closes the connection, with a
@@ -29,7 +29,7 @@ use crate::proxy::{self, MAX_HEADER};
 use crate::sockets::Stream;
 use crate::stats::Stats;
 
-/// Epoll keys from here up to [`LAST_KEY`] are connections waiting for their
+/// Epoll keys from here up to `LAST_KEY` are connections waiting for their
 /// header; below are the owner's (listeners), above [`crate::linger`]'s.
 pub const FIRST_KEY: u64 = 1 << 31;
 const LAST_KEY: u64 = (1 << 32) - 2;
@@ -228,7 +228,7 @@ impl<T> Waiting<T> {
     }
 
     /// Closes those whose time is up; reads those not in epoll again (if
-    /// [`LOOK_EVERY`] has passed since the last time, or one is due for
+    /// `LOOK_EVERY` has passed since the last time, or one is due for
     /// epoll) and hands those now complete to `serve`; registers in `epoll` those
     /// unwatched for [`WATCH_AFTER`]. Returns when to come again.
     pub fn tend(

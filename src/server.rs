@@ -1,4 +1,4 @@
-//! The accept loop's pool of worker threads ([`crate::worker`], each
+//! The accept loop's pool of worker threads (`crate::worker`, each
 //! serving the clients it accepted itself): starting, replacing and
 //! stopping them.
 //!
@@ -108,7 +108,7 @@ impl Server {
 
     /// Called by the main loop every tick: puts back the spare worker if it
     /// died (a panic, or no epoll set), so clients never wait in the backlog
-    /// with nobody accepting. Err (why) once [`START_ATTEMPTS`] workers in a
+    /// with nobody accepting. Err (why) once `START_ATTEMPTS` workers in a
     /// row could not start: the service must exit so systemd restarts it.
     pub fn keep_serving(self: &Arc<Self>) -> Result<(), String> {
         if self.shared.stopping() {
