@@ -57,7 +57,7 @@ pub struct Server {
 impl Server {
     pub fn new(config: Config) -> io::Result<Arc<Server>> {
         Ok(Arc::new(Server {
-            shared: Arc::new(Shared::new(config)?),
+            shared: Arc::new(worker::shared(config)?),
         }))
     }
 
