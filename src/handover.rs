@@ -149,10 +149,11 @@ pub fn run(unit: &str) {
         .listen
         .iter()
         .filter_map(|&addr| match hold(addr, &settings, migration.as_ref()) {
+            // The listeners now, this one among them: any other is the new socket.
             Ok(socket) => Some(Held {
                 addr,
                 socket: Some(socket),
-                before: HashSet::new(),
+                before: listeners(addr).unwrap_or_default().into_iter().collect(),
             }),
             Err(e) => {
                 log::warn!(
@@ -162,9 +163,6 @@ pub fn run(unit: &str) {
             }
         })
         .collect();
-    for h in &mut held {
-        h.before = listeners(h.addr).unwrap_or_default().into_iter().collect();
-    }
     let shown: Vec<String> = held.iter().map(|h| h.addr.to_string()).collect();
     notify::ready(&format!("Holding {} while {unit} restarts", shown.join(" ")));
     log::info!("{unit}: holding {} while it restarts", shown.join(" "));

@@ -18,13 +18,18 @@ use util::{Cmd, Running, Scratch, free_port, loopback};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A directory holding a `systemctl` that prints `show` as given.
-fn systemctl_showing(show: &str) -> Scratch {
+/// A directory holding a `systemctl` that is the shell script `body`.
+fn systemctl_script(body: &str) -> Scratch {
     let dir = Scratch::dir();
     let path = dir.join("systemctl");
-    std::fs::write(&path, format!("#!/bin/sh\nprintf '{show}'\n")).expect("write systemctl");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write systemctl");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod systemctl");
     dir
+}
+
+/// A directory holding a `systemctl` that prints `show` as given.
+fn systemctl_showing(show: &str) -> Scratch {
+    systemctl_script(&format!("printf '{show}'\n"))
 }
 
 fn hand_over(systemctl: &Scratch) -> Running {
@@ -146,15 +151,8 @@ fn a_socket_opened_without_reuse_port_or_an_unknown_unit_is_a_warning_not_a_fail
         .assert_stderr_has("opened without ReusePort=yes (by an older unit file?)");
     drop(plain);
 
-    let dir = Scratch::dir();
-    let path = dir.join("systemctl");
-    std::fs::write(
-        &path,
-        "#!/bin/sh\necho 'Unit test.socket could not be found.' >&2\nexit 1\n",
-    )
-    .expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    hand_over(&dir)
+    let unknown = systemctl_script("echo 'Unit test.socket could not be found.' >&2\nexit 1\n");
+    hand_over(&unknown)
         .exit(LIMIT)
         .assert_code(0)
         .assert_stderr_has("test.socket: cannot read its addresses (systemctl show)");
